@@ -1,0 +1,87 @@
+//! AArch64: the raw instruction sequences for instruction-cache coherence.
+//!
+//! Per the Arm Architecture Reference Manual (DDI 0487, "Concurrent modification and execution of
+//! instructions" and "Ordering and completion of data and instruction cache instructions"): clean each D-line to the point of unification (`dc cvau`), `dsb ish` so the
+//! cleans complete, invalidate each I-line (`ic ivau`), `dsb ish` so the invalidations complete,
+//! then `isb` so this core refetches. The planning of which lines lives in `src/plan.rs`.
+//!
+//! None of these blocks is `nomem`: to the compiler each may read and write any memory, so the
+//! stores of the new code can never be moved after them (the same reason Linux's
+//! `arch/arm64/include/asm/barrier.h` gives its barriers a "memory" clobber). `nostack`: none
+//! touches the stack.
+
+use core::arch::asm;
+
+/// Reads `CTR_EL0`. Linux lets EL0 read it (and emulates it on cores that must trap it; see
+/// `arch/arm64/kernel/traps.c`, `ctr_read_handler`).
+///
+/// `nomem` is right here and only here: reading an ID register neither reads nor writes memory
+/// and orders nothing.
+#[inline(always)]
+pub fn read_ctr_el0() -> u64 {
+    let ctr: u64;
+    // SAFETY: an `mrs` of CTR_EL0 has no side effect; Linux permits or emulates it at EL0.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    ctr
+}
+
+/// `dc cvau` on `count` lines of `1 << line_log2` bytes from `first`.
+///
+/// # Safety
+/// `count >= 1`, and every line must be mapped readable by this process (otherwise the
+/// instruction faults: at EL0 `dc cvau` and `ic ivau` need read permission, per the Arm ARM).
+#[inline(always)]
+pub unsafe fn dc_cvau_lines(first: usize, count: usize, line_log2: u32) {
+    // SAFETY: the caller guarantees the lines are mapped; `count >= 1` keeps the `subs` loop
+    // finite. Not `nomem`: it must stay after the stores of the code.
+    unsafe {
+        asm!(
+            "2:",
+            "dc cvau, {addr}",
+            "add {addr}, {addr}, {step}",
+            "subs {count}, {count}, #1",
+            "b.ne 2b",
+            addr = inout(reg) first => _,
+            count = inout(reg) count => _,
+            step = in(reg) 1usize << line_log2,
+            options(nostack),
+        )
+    }
+}
+
+/// `ic ivau` on `count` lines of `1 << line_log2` bytes from `first`.
+///
+/// # Safety
+/// As for [`dc_cvau_lines`].
+#[inline(always)]
+pub unsafe fn ic_ivau_lines(first: usize, count: usize, line_log2: u32) {
+    // SAFETY: as for `dc_cvau_lines`. Not `nomem`: it must stay after the cleans' `dsb`.
+    unsafe {
+        asm!(
+            "2:",
+            "ic ivau, {addr}",
+            "add {addr}, {addr}, {step}",
+            "subs {count}, {count}, #1",
+            "b.ne 2b",
+            addr = inout(reg) first => _,
+            count = inout(reg) count => _,
+            step = in(reg) 1usize << line_log2,
+            options(nostack),
+        )
+    }
+}
+
+/// `dsb ish`: waits for earlier stores and cache maintenance to complete in the inner shareable
+/// domain (every core of the system).
+#[inline(always)]
+pub fn dsb_ish() {
+    // SAFETY: a barrier has no operands and cannot fault. Not `nomem`: it orders memory.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+}
+
+/// `isb`: a context-synchronisation event; this core discards what it fetched before.
+#[inline(always)]
+pub fn isb() {
+    // SAFETY: as for `dsb_ish`. Not `nomem`: nothing may move across it.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}

@@ -1,0 +1,274 @@
+//! Make freshly written machine code safe to execute.
+//!
+//! A JIT compiler writes instructions through the data side of the machine and then jumps to
+//! them through the instruction side. On AArch64, RISC-V, 32-bit Arm and most non-x86 machines
+//! the two are not coherent: until the program cleans the data cache, invalidates the
+//! instruction cache and synchronises the pipeline, the CPU may run the bytes that were there
+//! before. This crate does that, correctly and at the hardware's minimum cost, on every
+//! platform it supports.
+//!
+//! # The publish sequence
+//!
+//! 1. Write the code through a writable mapping.
+//! 2. [`clear_cache`] (or [`clear_cache_slice`], [`clear_cache_many`]) on the bytes written.
+//! 3. Make the memory executable (`mprotect`, `VirtualProtect`), if it was not.
+//! 4. [`pipeline_flush_mt`], so that every *other* thread discards instructions it fetched
+//!    before. A program that only ever runs the code on the thread that wrote it can skip this.
+//! 5. Publish the entry point to other threads (a release store).
+//!
+//! ```
+//! # fn main() -> Result<(), icache::Error> {
+//! let code: Vec<u8> = vec![0xc3]; // stands for a buffer of freshly written instructions
+//! icache::clear_cache_slice(&code)?;
+//! // ... make it executable ...
+//! # #[cfg(any(target_os = "linux", target_os = "android"))]
+//! icache::pipeline_flush_mt()?;
+//! # Ok(()) }
+//! ```
+//!
+//! `clear_cache` and `pipeline_flush_mt` have the names and shapes of wasmtime's
+//! `jit-icache-coherence`, so switching is a change of import; [`Error`] converts into
+//! `std::io::Error`.
+//!
+//! # What happens where
+//!
+//! | platform | `clear_cache` | `pipeline_flush_mt` |
+//! |---|---|---|
+//! | Linux/Android AArch64 | `dc cvau` per D-line (unless `CTR_EL0.IDC`), `dsb ish`, `ic ivau` per I-line (unless `DIC`), `dsb ish`, `isb` | `membarrier` `PRIVATE_EXPEDITED_SYNC_CORE`, with fallbacks |
+//! | Linux RISC-V | `riscv_flush_icache(start, end, 0)`: every hart | as AArch64, falling back to `riscv_flush_icache` |
+//! | Linux 32-bit Arm | the `cacheflush` syscall | as AArch64 |
+//! | x86, x86-64, s390x | nothing: the caches are coherent | `membarrier` on Linux (the SDM's cross-modifying-code rule) |
+//!
+//! The pure logic ([`plan`]) is public so that it can be tested and reused.
+
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+use core::ffi::c_void;
+
+mod error;
+pub mod plan;
+
+pub use error::{Error, ErrorKind};
+
+cfg_if::cfg_if! {
+    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        mod linux;
+    }
+}
+
+cfg_if::cfg_if! {
+    if #[cfg(target_arch = "aarch64")] {
+        #[path = "../arch/aarch64.rs"]
+        mod arch;
+    } else if #[cfg(target_arch = "riscv64")] {
+        #[path = "../arch/riscv64.rs"]
+        mod arch;
+    }
+}
+
+mod sys;
+
+/// How this platform makes written code visible to instruction fetch.
+///
+/// ```
+/// let m = icache::cache_info().maintenance;
+/// # #[cfg(target_arch = "x86_64")]
+/// assert_eq!(m, icache::Maintenance::None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Maintenance {
+    /// The caches are coherent with instruction fetch: [`clear_cache`] does nothing.
+    None,
+    /// User-space instructions (`dc cvau`, `ic ivau`, barriers) do the work.
+    Instructions,
+    /// The OS must do it: [`clear_cache`] makes a system call.
+    SystemCall,
+    /// No known mechanism: [`clear_cache`] returns [`ErrorKind::Unsupported`].
+    Unsupported,
+}
+
+/// A description of the running machine's caches as this crate sees and uses them.
+///
+/// ```
+/// let info = icache::cache_info();
+/// if let Some(line) = info.icache_line {
+///     assert!(line.is_power_of_two() && line >= 4);
+/// }
+/// println!("{info:?}");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct CacheInfo {
+    /// What [`clear_cache`] does here.
+    pub maintenance: Maintenance,
+    /// The smallest D-cache line in bytes, where the crate walks lines itself.
+    pub dcache_line: Option<usize>,
+    /// The smallest I-cache line in bytes, where the crate walks lines itself.
+    pub icache_line: Option<usize>,
+    /// Cleaning the D-cache is not needed for coherence (AArch64 `CTR_EL0.IDC`, or coherent
+    /// caches).
+    pub idc: bool,
+    /// Invalidating the I-cache is not needed for coherence (AArch64 `CTR_EL0.DIC`, or coherent
+    /// caches).
+    pub dic: bool,
+}
+
+/// The mechanism [`pipeline_flush_mt`] uses, chosen once per process.
+///
+/// ```
+/// # #[cfg(any(target_os = "linux", target_os = "android"))]
+/// match icache::prepare_pipeline_flush() {
+///     Ok(m) => println!("cross-thread flush through {m:?}"),
+///     Err(e) => println!("no cross-thread flush here: {e}"),
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PipelineFlush {
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`: the exact guarantee.
+    MembarrierSyncCore,
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: an IPI to every CPU running the process,
+    /// whose exception return synchronises the context (Arm, x86). Used when the kernel lacks
+    /// `SYNC_CORE`.
+    MembarrierPrivateExpedited,
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL)`: waits until every CPU has passed through the kernel.
+    /// Slow and the weakest; used only when nothing better is allowed.
+    MembarrierGlobal,
+    /// RISC-V `riscv_flush_icache(0, 0, 0)`: `fence.i` on every hart running the process.
+    RiscvFlushIcache,
+}
+
+/// Makes `len` bytes from `ptr` coherent between data and instruction side: after it returns,
+/// the calling thread (after its own `isb`, which this call issues) fetches what was written.
+/// Other threads also need [`pipeline_flush_mt`].
+///
+/// `len == 0` succeeds and touches nothing, whatever `ptr` is. A range that wraps around the
+/// address space returns [`ErrorKind::InvalidInput`] and touches nothing.
+///
+/// # Safety
+/// Every byte of the range must be mapped and readable by this process: the cache-maintenance
+/// instructions fault otherwise. The memory need not be writable or executable.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] for a wrapping range; [`ErrorKind::Os`] if the system call that
+/// does the work on this platform fails; [`ErrorKind::Unsupported`] where no mechanism is known.
+///
+/// ```
+/// let code = [0u8; 64];
+/// unsafe { icache::clear_cache(code.as_ptr().cast(), code.len()) }?;
+/// # Ok::<(), icache::Error>(())
+/// ```
+#[inline]
+pub unsafe fn clear_cache(ptr: *const c_void, len: usize) -> Result<(), Error> {
+    let start = ptr as usize;
+    match plan::last_byte(start, len) {
+        None => Ok(()),
+        Some(Err(())) => Err(Error::invalid_input("clear_cache")),
+        // SAFETY: the caller guarantees the range is mapped and readable.
+        Some(Ok(last)) => unsafe { sys::clear_range(start, len, last) },
+    }
+}
+
+/// [`clear_cache`] for a byte slice. Safe: a slice is always mapped and readable.
+///
+/// ```
+/// let code = vec![0xd6, 0x5f, 0x03, 0xc0];
+/// icache::clear_cache_slice(&code)?;
+/// # Ok::<(), icache::Error>(())
+/// ```
+#[inline]
+pub fn clear_cache_slice(code: &[u8]) -> Result<(), Error> {
+    // SAFETY: a slice's bytes are mapped and readable for its lifetime.
+    unsafe { clear_cache(code.as_ptr().cast(), code.len()) }
+}
+
+/// Makes many ranges coherent with a single set of barriers: on AArch64 every D-line of every
+/// range is cleaned, then one `dsb ish`, every I-line invalidated, one `dsb ish`, one `isb`;
+/// on RISC-V one system call covers the batch. Allocates nothing.
+///
+/// Empty ranges are skipped. If any range wraps, nothing is touched and
+/// [`ErrorKind::InvalidInput`] is returned.
+///
+/// # Safety
+/// As for [`clear_cache`], for every range.
+///
+/// ```
+/// let a = [0u8; 300];
+/// let b = [0u8; 40];
+/// unsafe { icache::clear_cache_many(&[(a.as_ptr().cast(), a.len()), (b.as_ptr().cast(), b.len())]) }?;
+/// # Ok::<(), icache::Error>(())
+/// ```
+pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), Error> {
+    for &(ptr, len) in ranges {
+        if let Some(Err(())) = plan::last_byte(ptr as usize, len) {
+            return Err(Error::invalid_input("clear_cache_many"));
+        }
+    }
+    // SAFETY: every range was checked not to wrap; the caller guarantees they are readable.
+    unsafe { sys::clear_ranges(ranges.iter().map(|&(p, l)| (p as usize, l))) }
+}
+
+/// [`clear_cache_many`] for byte slices. Safe: slices are always mapped and readable.
+///
+/// ```
+/// let functions: Vec<Vec<u8>> = vec![vec![0; 256]; 10];
+/// let slices: Vec<&[u8]> = functions.iter().map(|f| f.as_slice()).collect();
+/// icache::clear_cache_slices(&slices)?;
+/// # Ok::<(), icache::Error>(())
+/// ```
+pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
+    // SAFETY: slices never wrap and are mapped and readable for their lifetime.
+    unsafe { sys::clear_ranges(code.iter().map(|s| (s.as_ptr() as usize, s.len()))) }
+}
+
+/// Makes every other thread of the process discard instructions it has already fetched, so
+/// that code made coherent with [`clear_cache`] is what it runs next.
+///
+/// On Linux this is `membarrier(PRIVATE_EXPEDITED_SYNC_CORE)`: the first call registers it
+/// (which can take milliseconds; [`prepare_pipeline_flush`] pays that at start-up), and every
+/// later call is exactly one system call. Where the kernel lacks it, the strongest fallback is
+/// chosen once and remembered (see [`PipelineFlush`]).
+///
+/// # Errors
+/// [`ErrorKind::Unsupported`] (with the last OS error) when the kernel or a seccomp filter
+/// allows no mechanism; [`ErrorKind::Os`] if the chosen mechanism fails later. Never reports a
+/// flush it did not make.
+///
+/// ```
+/// # #[cfg(any(target_os = "linux", target_os = "android"))]
+/// icache::pipeline_flush_mt()?;
+/// # Ok::<(), icache::Error>(())
+/// ```
+#[inline]
+pub fn pipeline_flush_mt() -> Result<(), Error> {
+    sys::pipeline_flush_mt()
+}
+
+/// Chooses and registers the mechanism of [`pipeline_flush_mt`] now, so that the first real
+/// flush does not pay for it; returns the mechanism. Later calls return the remembered choice.
+///
+/// ```
+/// # #[cfg(any(target_os = "linux", target_os = "android"))]
+/// let how = icache::prepare_pipeline_flush()?;
+/// # Ok::<(), icache::Error>(())
+/// ```
+pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
+    sys::prepare_pipeline_flush()
+}
+
+/// Describes the caches of the running machine as this crate uses them. On AArch64 Linux the
+/// first call reads `CTR_EL0` (once per process, shared with [`clear_cache`]).
+///
+/// ```
+/// let info = icache::cache_info();
+/// println!("{:?}: D-line {:?}, I-line {:?}", info.maintenance, info.dcache_line, info.icache_line);
+/// ```
+pub fn cache_info() -> CacheInfo {
+    sys::cache_info()
+}

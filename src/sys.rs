@@ -1,0 +1,189 @@
+//! The one dispatch point: which mechanism each platform uses. Every platform provides
+//! `clear_range`, `clear_ranges`, `cache_info`, `pipeline_flush_mt` and `prepare_pipeline_flush`.
+
+#[allow(unused_imports)]
+use crate::{plan, CacheInfo, Error, Maintenance, PipelineFlush};
+
+cfg_if::cfg_if! {
+    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        pub use crate::linux::{pipeline_flush_mt, prepare_pipeline_flush};
+    } else {
+        pub fn pipeline_flush_mt() -> Result<(), Error> {
+            Err(Error::unsupported("pipeline_flush_mt", 0))
+        }
+        pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
+            Err(Error::unsupported("pipeline_flush_mt", 0))
+        }
+    }
+}
+
+cfg_if::cfg_if! {
+    if #[cfg(all(target_arch = "aarch64", any(target_os = "linux", target_os = "android")))] {
+        use crate::arch;
+        use core::sync::atomic::{AtomicU64, Ordering};
+
+        /// `CTR_EL0`, read once per process: the read can trap to the kernel. Safe to keep
+        /// because Linux reports the system-wide safe (smallest) line sizes when cores differ
+        /// (`arch/arm64/kernel/cpufeature.c`). 0 means "not read yet": bit 31 of the register
+        /// is always 1.
+        static CTR_EL0: AtomicU64 = AtomicU64::new(0);
+
+        #[inline(always)]
+        fn ctr_el0() -> plan::CtrEl0 {
+            match CTR_EL0.load(Ordering::Relaxed) {
+                0 => read_ctr_el0(),
+                ctr => plan::CtrEl0(ctr),
+            }
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn read_ctr_el0() -> plan::CtrEl0 {
+            let ctr = arch::read_ctr_el0();
+            CTR_EL0.store(ctr, Ordering::Relaxed);
+            plan::CtrEl0(ctr)
+        }
+
+        /// The whole Arm ARM sequence for a set of ranges, barriers once.
+        ///
+        /// # Safety
+        /// No range wraps; every byte is mapped readable.
+        #[inline(always)]
+        unsafe fn sync<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) {
+            let ctr = ctr_el0();
+            let plans = ranges.filter_map(move |(start, len)| plan::RangePlan::new(start, len, ctr));
+            let mut any = false;
+            for p in plans.clone() {
+                any = true;
+                if let Some(w) = p.clean {
+                    // SAFETY: the caller guarantees the lines are mapped; a walk has count >= 1.
+                    unsafe { arch::dc_cvau_lines(w.first, w.count, w.line_log2) };
+                }
+            }
+            if !any {
+                return;
+            }
+            // Always: it also orders the stores of the code before the invalidations.
+            arch::dsb_ish();
+            if !ctr.dic() {
+                for p in plans {
+                    if let Some(w) = p.invalidate {
+                        // SAFETY: as above.
+                        unsafe { arch::ic_ivau_lines(w.first, w.count, w.line_log2) };
+                    }
+                }
+                arch::dsb_ish();
+            }
+            arch::isb();
+        }
+
+        #[inline]
+        pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), Error> {
+            // SAFETY: forwarded from `clear_cache`.
+            unsafe { sync(core::iter::once((start, len))) };
+            Ok(())
+        }
+
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
+            // SAFETY: forwarded from `clear_cache_many`.
+            unsafe { sync(ranges) };
+            Ok(())
+        }
+
+        pub fn cache_info() -> CacheInfo {
+            let ctr = ctr_el0();
+            CacheInfo {
+                maintenance: Maintenance::Instructions,
+                dcache_line: Some(ctr.dcache_line()),
+                icache_line: Some(ctr.icache_line()),
+                idc: ctr.idc(),
+                dic: ctr.dic(),
+            }
+        }
+    } else if #[cfg(all(target_arch = "riscv64", any(target_os = "linux", target_os = "android")))] {
+        /// One `riscv_flush_icache(start, end, 0)`: flags 0 reaches every hart running the
+        /// process (wasmtime's flags 1 is the caller's hart only).
+        #[inline]
+        pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
+            crate::linux::riscv_flush_icache(start, last.saturating_add(1), 0)
+                .map_err(|e| Error::os("riscv_flush_icache(flags = 0)", e))
+        }
+
+        /// One system call for the whole batch: the kernel flushes every hart whatever the
+        /// range, which it takes as a hint only.
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
+            let mut bounds: Option<(usize, usize)> = None;
+            for (start, len) in ranges {
+                if let Some(Ok(last)) = plan::last_byte(start, len) {
+                    let (lo, hi) = bounds.unwrap_or((start, last));
+                    bounds = Some((lo.min(start), hi.max(last)));
+                }
+            }
+            match bounds {
+                None => Ok(()),
+                // SAFETY: forwarded from `clear_cache_many`.
+                Some((lo, hi)) => unsafe { clear_range(lo, hi - lo + 1, hi) },
+            }
+        }
+
+        pub fn cache_info() -> CacheInfo {
+            CacheInfo { maintenance: Maintenance::SystemCall, dcache_line: None, icache_line: None, idc: false, dic: false }
+        }
+    } else if #[cfg(all(target_arch = "arm", any(target_os = "linux", target_os = "android")))] {
+        /// The kernel's `cacheflush` does the clean, invalidate and barriers for the range.
+        #[inline]
+        pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
+            crate::linux::arm_cacheflush(start, last.saturating_add(1))
+                .map_err(|e| Error::os("cacheflush", e))
+        }
+
+        /// One `cacheflush` per range: the kernel walks only the range it is given.
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
+            for (start, len) in ranges {
+                if let Some(Ok(last)) = plan::last_byte(start, len) {
+                    // SAFETY: forwarded from `clear_cache_many`.
+                    unsafe { clear_range(start, len, last)? };
+                }
+            }
+            Ok(())
+        }
+
+        pub fn cache_info() -> CacheInfo {
+            CacheInfo { maintenance: Maintenance::SystemCall, dcache_line: None, icache_line: None, idc: false, dic: false }
+        }
+    } else if #[cfg(any(target_arch = "x86_64", target_arch = "x86", target_arch = "s390x"))] {
+        // Instruction fetch snoops the data caches (Intel SDM vol. 3A "Self-modifying code";
+        // z/Architecture Principles of Operation, "Storage-operand fetch references"): nothing
+        // to do, and nothing left once inlined.
+        #[inline(always)]
+        pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
+            Ok(())
+        }
+
+        #[inline(always)]
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(_ranges: I) -> Result<(), Error> {
+            Ok(())
+        }
+
+        pub fn cache_info() -> CacheInfo {
+            CacheInfo { maintenance: Maintenance::None, dcache_line: None, icache_line: None, idc: true, dic: true }
+        }
+    } else {
+        /// No known mechanism: say so rather than pretend.
+        pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
+            Err(Error::unsupported("clear_cache", 0))
+        }
+
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(mut ranges: I) -> Result<(), Error> {
+            if ranges.any(|(_, len)| len != 0) {
+                Err(Error::unsupported("clear_cache_many", 0))
+            } else {
+                Ok(())
+            }
+        }
+
+        pub fn cache_info() -> CacheInfo {
+            CacheInfo { maintenance: Maintenance::Unsupported, dcache_line: None, icache_line: None, idc: false, dic: false }
+        }
+    }
+}
