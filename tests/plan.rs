@@ -1,0 +1,213 @@
+//! The line-planning logic against a plain reference model, for every line size from 4 B to
+//! 64 KiB (and the architectural maximum, 128 KiB), every IDC/DIC combination, unaligned starts
+//! and ends, ranges at the top of the address space, and wrap-around.
+
+use icache::plan::{last_byte, CtrEl0, LineWalk, RangePlan};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+/// The reference: the set of line addresses that contain at least one byte of the range,
+/// found by visiting bytes one line-size apart plus the last byte (so every line the range
+/// overlaps is seen) and rounding each down. Nothing clever is shared with the crate.
+fn lines_touched(start: usize, len: usize, line: usize) -> BTreeSet<usize> {
+    let mut set = BTreeSet::new();
+    let last = start + (len - 1);
+    let mut byte = start;
+    loop {
+        set.insert(byte - byte % line);
+        match byte.checked_add(line) {
+            Some(next) if next <= last => byte = next,
+            _ => break,
+        }
+    }
+    set.insert(last - last % line);
+    set
+}
+
+/// Byte by byte, for small ranges: a second, even plainer model to check the first one.
+fn lines_touched_bytewise(start: usize, len: usize, line: usize) -> BTreeSet<usize> {
+    (0..len).map(|i| start + i).map(|b| b - b % line).collect()
+}
+
+fn ctr(dline_log2: u32, iline_log2: u32, idc: bool, dic: bool) -> CtrEl0 {
+    CtrEl0(
+        (1 << 31)
+            | (u64::from(dic) << 29)
+            | (u64::from(idc) << 28)
+            | (u64::from(dline_log2 - 2) << 16)
+            | u64::from(iline_log2 - 2),
+    )
+}
+
+fn walk_set(w: LineWalk) -> BTreeSet<usize> {
+    w.addresses().collect()
+}
+
+/// A start address: anywhere, but biased to the interesting places (near 0, near lines, near
+/// the top of the address space).
+fn any_start() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        0usize..1 << 20,
+        any::<usize>(),
+        (0usize..1 << 18).prop_map(|d| usize::MAX - d),
+    ]
+}
+
+proptest! {
+    // 256 cases by default; `.ci/test` raises PROPTEST_CASES on the host.
+
+    #[test]
+    fn walk_covers_exactly_the_lines_touched(
+        start in any_start(),
+        (line_log2, len) in (2u32..=17).prop_flat_map(|l| (Just(l), prop_oneof![1usize..300, 1usize..(4096usize << l)])),
+    ) {
+        prop_assume!(last_byte(start, len) != Some(Err(())));
+        let w = LineWalk::new(start, len, line_log2);
+        let expect = lines_touched(start, len, 1 << line_log2);
+        prop_assert_eq!(w.count, expect.len());
+        prop_assert_eq!(w.first % w.step(), 0);
+        prop_assert_eq!(walk_set(w), expect);
+    }
+
+    #[test]
+    fn reference_models_agree(start in 0usize..1 << 20, len in 1usize..2000, line_log2 in 2u32..=16) {
+        prop_assert_eq!(lines_touched(start, len, 1 << line_log2), lines_touched_bytewise(start, len, 1 << line_log2));
+    }
+
+    #[test]
+    fn range_plan_follows_idc_dic(
+        start in any_start(),
+        len in prop_oneof![0usize..300, 0usize..1 << 17],
+        dline in 2u32..=16,
+        iline in 2u32..=16,
+        idc: bool,
+        dic: bool,
+    ) {
+        prop_assume!(last_byte(start, len) != Some(Err(())));
+        let c = ctr(dline, iline, idc, dic);
+        prop_assert_eq!((c.dcache_line_log2(), c.icache_line_log2(), c.idc(), c.dic()), (dline, iline, idc, dic));
+        match RangePlan::new(start, len, c) {
+            None => prop_assert_eq!(len, 0),
+            Some(p) => {
+                prop_assert!(len > 0);
+                prop_assert_eq!(p.clean.is_none(), idc);
+                prop_assert_eq!(p.invalidate.is_none(), dic);
+                if let Some(w) = p.clean {
+                    prop_assert_eq!(walk_set(w), lines_touched(start, len, 1 << dline));
+                }
+                if let Some(w) = p.invalidate {
+                    prop_assert_eq!(walk_set(w), lines_touched(start, len, 1 << iline));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn last_byte_rejects_exactly_the_wrapping_ranges(start: usize, len: usize) {
+        let wraps = (start as u128) + (len as u128) > (usize::MAX as u128) + 1;
+        match last_byte(start, len) {
+            None => prop_assert_eq!(len, 0),
+            Some(Err(())) => prop_assert!(wraps),
+            Some(Ok(last)) => {
+                prop_assert!(!wraps);
+                prop_assert_eq!(last as u128, start as u128 + len as u128 - 1);
+            }
+        }
+    }
+
+    #[test]
+    fn wrapping_ranges_are_refused_by_the_api(start in (usize::MAX - 4096)..=usize::MAX, extra in 1usize..1 << 16) {
+        let len = usize::MAX - start + 1 + extra;
+        // SAFETY: a wrapping range is rejected before any memory is touched.
+        let r = unsafe { icache::clear_cache(start as *const _, len) };
+        prop_assert_eq!(r.unwrap_err().kind(), icache::ErrorKind::InvalidInput);
+        // SAFETY: as above; the empty range is skipped, the wrapping one rejects the batch.
+        let r = unsafe { icache::clear_cache_many(&[(8 as *const _, 0), (start as *const _, len)]) };
+        prop_assert_eq!(r.unwrap_err().kind(), icache::ErrorKind::InvalidInput);
+    }
+}
+
+/// Every line size the field can encode, every offset within a 64 KiB line, exhaustively for
+/// short lengths: the walks the crate plans against the byte-wise model.
+#[test]
+fn exhaustive_small_ranges() {
+    for line_log2 in 2..=16u32 {
+        let line = 1usize << line_log2;
+        let starts = [
+            0,
+            1,
+            3,
+            line - 1,
+            line,
+            line + 1,
+            2 * line - 3,
+            0x1234_5677 % (4 * line),
+        ];
+        for &start in &starts {
+            for len in 1..=3 * line.min(256) + 2 {
+                let w = LineWalk::new(start, len, line_log2);
+                assert_eq!(
+                    walk_set(w),
+                    lines_touched_bytewise(start, len, line),
+                    "start {start} len {len} line {line}"
+                );
+            }
+        }
+    }
+}
+
+/// The very top of the address space: a range ending at `usize::MAX` is valid and its walk
+/// neither overflows nor misses the last line.
+#[test]
+fn top_of_address_space() {
+    for line_log2 in 2..=17u32 {
+        for len in [1usize, 2, 63, 64, 65, 4096, 1 << 17] {
+            let start = usize::MAX - (len - 1);
+            assert_eq!(last_byte(start, len), Some(Ok(usize::MAX)));
+            let w = LineWalk::new(start, len, line_log2);
+            assert_eq!(
+                w.first + ((w.count - 1) << line_log2),
+                usize::MAX & !((1 << line_log2) - 1)
+            );
+            assert_eq!(walk_set(w), lines_touched(start, len, 1 << line_log2));
+        }
+    }
+}
+
+/// Values read from real and emulated CPUs (REFERENCE.md).
+#[test]
+fn decodes_known_ctr_el0_values() {
+    // (value, D-line, I-line, IDC, DIC)
+    let known = [
+        (0x8003_8003u64, 32, 32, false, false), // qemu `max`, user mode
+        (0x8444_8004, 64, 64, false, false),    // Cortex-A53
+        (0x8444_c004, 64, 64, false, false),    // Cortex-A72, Neoverse-N1
+        (0x8666_8006, 256, 256, false, false),  // A64FX
+        (0x9444_c004, 64, 64, true, false),     // qemu `max` under a Linux kernel
+        (0xb444_c004, 64, 64, true, true),      // IDC and DIC (Neoverse-N1 without the erratum)
+        (0x9444_c00e, 64, 65536, true, false),  // erratum 1542419: IminLine reports a page
+        (0x84448004, 64, 64, false, false),
+    ];
+    for (value, d, i, idc, dic) in known {
+        let c = CtrEl0(value);
+        assert_eq!(
+            (c.dcache_line(), c.icache_line(), c.idc(), c.dic()),
+            (d, i, idc, dic),
+            "{value:#x}"
+        );
+    }
+}
+
+/// Every value of the two line fields decodes to `4 << field` bytes, and IDC/DIC are bits 28/29.
+#[test]
+fn decodes_every_field_value() {
+    for field in 0..16u64 {
+        let c = CtrEl0((1 << 31) | (field << 16) | field);
+        assert_eq!(c.dcache_line(), 4 << field);
+        assert_eq!(c.icache_line(), 4 << field);
+    }
+    for bits in 0..4u64 {
+        let c = CtrEl0((1 << 31) | (bits << 28));
+        assert_eq!((c.idc(), c.dic()), (bits & 1 != 0, bits & 2 != 0));
+    }
+}
