@@ -37,7 +37,46 @@
 //! | Linux/Android AArch64 | `dc cvau` per D-line (unless `CTR_EL0.IDC`), `dsb ish`, `ic ivau` per I-line (unless `DIC`), `dsb ish`, `isb` | `membarrier` `PRIVATE_EXPEDITED_SYNC_CORE`, with fallbacks |
 //! | Linux RISC-V | `riscv_flush_icache(start, end, 0)`: every hart | as AArch64, falling back to `riscv_flush_icache` |
 //! | Linux 32-bit Arm | the `cacheflush` syscall | as AArch64 |
+//! | Linux LoongArch64 | `dbar 0; ibar 0`: the hardware keeps the caches coherent, this removes the core's instruction hazard | `membarrier` `SYNC_CORE` only (no fallback is known to be enough) |
 //! | x86, x86-64, s390x | nothing: the caches are coherent | `membarrier` on Linux (the SDM's cross-modifying-code rule) |
+//! | FreeBSD AArch64 | as Linux AArch64 (FreeBSD lets EL0 read `CTR_EL0` and clean/invalidate) | `membarrier` (FreeBSD 14.1+; [`ErrorKind::Unsupported`] with `ENOSYS` before, checked without calling it) |
+//! | FreeBSD x86-64 | nothing | as FreeBSD AArch64 |
+//! | Windows (x86-64, AArch64) | `FlushInstructionCache(GetCurrentProcess(), ptr, len)` per range | `FlushProcessWriteBuffers()`: an IPI to every processor running the process; cannot fail |
+//! | macOS, iOS (AArch64, x86-64) | libSystem's `sys_icache_invalidate(ptr, len)`; `CTR_EL0` is never read | [`ErrorKind::Unsupported`]: Darwin has no such call (see below) |
+//! | bare metal AArch64 (`target_os = "none"`) | as Linux AArch64, reading the running core's `CTR_EL0` each time | [`ErrorKind::Unsupported`]: each core runs its own `isb` |
+//! | bare metal RISC-V | `fence.i`: **this hart only** | [`ErrorKind::Unsupported`]: each hart runs its own `fence.i` |
+//! | anything else (e.g. powerpc64) | [`ErrorKind::Unsupported`] | `membarrier` on Linux |
+//!
+//! Without an OS the crate cannot reach other cores: after publishing, every other core that will
+//! run the code must execute `isb` (AArch64) or `fence.i` (RISC-V) itself, after it has observed
+//! the publication (for example after an acquire load of the entry point).
+//!
+//! ## Apple: `MAP_JIT` and `pthread_jit_write_protect_np`
+//!
+//! On Apple silicon a JIT maps its code with `MAP_JIT` and flips the *calling thread's* view of all
+//! such memory between writable and executable. The crate's call goes after writing, while or
+//! after switching back to executable; other threads that will run the code must each execute an
+//! `isb` after they observe the new entry point, since Darwin offers no cross-thread flush.
+//!
+//! ```ignore
+//! // macOS on AArch64, with the `libc` crate.
+//! let len = 16 * 1024;
+//! let map = unsafe {
+//!     libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+//!                libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_JIT, -1, 0)
+//! };
+//! assert_ne!(map, libc::MAP_FAILED);
+//! let code: [u32; 2] = [0x5280_0540, 0xd65f_03c0]; // mov w0, #42; ret
+//! unsafe {
+//!     libc::pthread_jit_write_protect_np(0); // this thread: MAP_JIT memory writable
+//!     core::ptr::copy_nonoverlapping(code.as_ptr(), map.cast::<u32>(), code.len());
+//!     libc::pthread_jit_write_protect_np(1); // this thread: executable again
+//!     icache::clear_cache(map, 8)?; // sys_icache_invalidate
+//!     let f: extern "C" fn() -> u32 = core::mem::transmute(map);
+//!     assert_eq!(f(), 42);
+//! }
+//! # Ok::<(), icache::Error>(())
+//! ```
 //!
 //! The pure logic ([`plan`]) is public so that it can be tested and reused.
 
@@ -58,15 +97,27 @@ pub use error::{Error, ErrorKind};
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
         mod linux;
+        mod membarrier;
+    } else if #[cfg(target_os = "freebsd")] {
+        mod freebsd;
+        mod membarrier;
+    } else if #[cfg(windows)] {
+        mod windows;
+    } else if #[cfg(target_vendor = "apple")] {
+        mod apple;
     }
 }
 
 cfg_if::cfg_if! {
-    if #[cfg(target_arch = "aarch64")] {
+    // Not on Windows or Apple: there the OS does the maintenance and `CTR_EL0` is never read.
+    if #[cfg(all(target_arch = "aarch64", not(windows), not(target_vendor = "apple")))] {
         #[path = "../arch/aarch64.rs"]
         mod arch;
     } else if #[cfg(target_arch = "riscv64")] {
         #[path = "../arch/riscv64.rs"]
+        mod arch;
+    } else if #[cfg(target_arch = "loongarch64")] {
+        #[path = "../arch/loongarch64.rs"]
         mod arch;
     }
 }
@@ -142,6 +193,11 @@ pub enum PipelineFlush {
     MembarrierGlobal,
     /// RISC-V `riscv_flush_icache(0, 0, 0)`: `fence.i` on every hart running the process.
     RiscvFlushIcache,
+    /// Windows `FlushProcessWriteBuffers()`: an inter-processor interrupt to every processor
+    /// running a thread of the process, whose return synchronises the context (as for
+    /// [`MembarrierPrivateExpedited`](Self::MembarrierPrivateExpedited)). It returns nothing and
+    /// cannot fail.
+    FlushProcessWriteBuffers,
 }
 
 /// Makes `len` bytes from `ptr` coherent between data and instruction side: after it returns,

@@ -4,10 +4,31 @@
 #[allow(unused_imports)]
 use crate::{plan, CacheInfo, Error, Maintenance, PipelineFlush};
 
+/// Calls `clear(start, len)` once per non-empty range, stopping at the first error: for platforms
+/// whose OS call walks exactly the range it is given (Windows, Apple).
+#[allow(dead_code)]
+#[inline]
+pub(crate) fn each_range<I, F>(ranges: I, mut clear: F) -> Result<(), Error>
+where
+    I: Iterator<Item = (usize, usize)>,
+    F: FnMut(usize, usize) -> Result<(), Error>,
+{
+    ranges
+        .filter(|&(_, len)| len != 0)
+        .try_for_each(|(start, len)| clear(start, len))
+}
+
 cfg_if::cfg_if! {
-    if #[cfg(any(target_os = "linux", target_os = "android"))] {
-        pub use crate::linux::{pipeline_flush_mt, prepare_pipeline_flush};
+    if #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))] {
+        pub use crate::membarrier::{pipeline_flush_mt, prepare_pipeline_flush};
+    } else if #[cfg(windows)] {
+        pub use crate::windows::{pipeline_flush_mt, prepare_pipeline_flush};
+    } else if #[cfg(target_vendor = "apple")] {
+        pub use crate::apple::{pipeline_flush_mt, prepare_pipeline_flush};
     } else {
+        // Bare metal (and anything unknown): without an OS the crate cannot reach other cores.
+        // Each core that will run the new code must synchronise itself (`isb` on AArch64,
+        // `fence.i` on RISC-V) after it observes the publication.
         pub fn pipeline_flush_mt() -> Result<(), Error> {
             Err(Error::unsupported("pipeline_flush_mt", 0))
         }
@@ -18,30 +39,53 @@ cfg_if::cfg_if! {
 }
 
 cfg_if::cfg_if! {
-    if #[cfg(all(target_arch = "aarch64", any(target_os = "linux", target_os = "android")))] {
+    if #[cfg(windows)] {
+        // Before the architectures: Windows on AArch64 does its maintenance in the kernel.
+        pub use crate::windows::{cache_info, clear_range, clear_ranges};
+    } else if #[cfg(target_vendor = "apple")] {
+        // Before the architectures: never read `CTR_EL0` on Apple.
+        pub use crate::apple::{cache_info, clear_range, clear_ranges};
+    } else if #[cfg(all(
+        target_arch = "aarch64",
+        any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "none")
+    ))] {
         use crate::arch;
-        use core::sync::atomic::{AtomicU64, Ordering};
 
-        /// `CTR_EL0`, read once per process: the read can trap to the kernel. Safe to keep
-        /// because Linux reports the system-wide safe (smallest) line sizes when cores differ
-        /// (`arch/arm64/kernel/cpufeature.c`). 0 means "not read yet": bit 31 of the register
-        /// is always 1.
-        static CTR_EL0: AtomicU64 = AtomicU64::new(0);
+        cfg_if::cfg_if! {
+            if #[cfg(target_os = "none")] {
+                /// Bare metal: the code runs at EL1 or above, where the read never traps, and no
+                /// OS migrates it between cores, so the running core's own value is read every
+                /// time (cores of a big.LITTLE system may differ).
+                #[inline(always)]
+                fn ctr_el0() -> plan::CtrEl0 {
+                    plan::CtrEl0(arch::read_ctr_el0())
+                }
+            } else {
+                use core::sync::atomic::{AtomicU64, Ordering};
 
-        #[inline(always)]
-        fn ctr_el0() -> plan::CtrEl0 {
-            match CTR_EL0.load(Ordering::Relaxed) {
-                0 => read_ctr_el0(),
-                ctr => plan::CtrEl0(ctr),
+                /// `CTR_EL0`, read once per process: the read can trap to the kernel. Safe to keep
+                /// because Linux reports the system-wide safe (smallest) line sizes when cores
+                /// differ (`arch/arm64/kernel/cpufeature.c`). FreeBSD lets EL0 read the register
+                /// directly (`SCTLR_EL1.UCT`, `sys/arm64/arm64/locore.S`). 0 means "not read
+                /// yet": bit 31 of the register is always 1.
+                static CTR_EL0: AtomicU64 = AtomicU64::new(0);
+
+                #[inline(always)]
+                fn ctr_el0() -> plan::CtrEl0 {
+                    match CTR_EL0.load(Ordering::Relaxed) {
+                        0 => read_ctr_el0(),
+                        ctr => plan::CtrEl0(ctr),
+                    }
+                }
+
+                #[cold]
+                #[inline(never)]
+                fn read_ctr_el0() -> plan::CtrEl0 {
+                    let ctr = arch::read_ctr_el0();
+                    CTR_EL0.store(ctr, Ordering::Relaxed);
+                    plan::CtrEl0(ctr)
+                }
             }
-        }
-
-        #[cold]
-        #[inline(never)]
-        fn read_ctr_el0() -> plan::CtrEl0 {
-            let ctr = arch::read_ctr_el0();
-            CTR_EL0.store(ctr, Ordering::Relaxed);
-            plan::CtrEl0(ctr)
         }
 
         /// The whole Arm ARM sequence for a set of ranges, barriers once.
@@ -150,6 +194,38 @@ cfg_if::cfg_if! {
 
         pub fn cache_info() -> CacheInfo {
             CacheInfo { maintenance: Maintenance::SystemCall, dcache_line: None, icache_line: None, idc: false, dic: false }
+        }
+    } else if #[cfg(any(all(target_arch = "riscv64", target_os = "none"), target_arch = "loongarch64"))] {
+        // One unranged barrier on the calling core does the work:
+        // * bare-metal RISC-V: `fence.i`, on the calling hart only. Every other hart that will run
+        //   the code must execute its own `fence.i` after it observes the publication.
+        // * LoongArch: the instruction caches are kept coherent with the data caches in hardware,
+        //   on every core (Linux's `arch/loongarch/mm/cache.c`: "LoongArch maintains
+        //   ICache/DCache coherency by hardware, we just need ibar to avoid instruction hazard",
+        //   and its `flush_icache_range` sends no IPI). `dbar 0` completes the stores of the code,
+        //   `ibar 0` makes this core's later fetches see them.
+        #[cfg(target_arch = "riscv64")]
+        use crate::arch::fence_i as local_barrier;
+        #[cfg(target_arch = "loongarch64")]
+        use crate::arch::dbar_ibar as local_barrier;
+
+        #[inline]
+        pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
+            local_barrier();
+            Ok(())
+        }
+
+        /// One barrier covers every range: it is not ranged.
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(mut ranges: I) -> Result<(), Error> {
+            if ranges.any(|(_, len)| len != 0) {
+                local_barrier();
+            }
+            Ok(())
+        }
+
+        pub fn cache_info() -> CacheInfo {
+            let coherent = cfg!(target_arch = "loongarch64");
+            CacheInfo { maintenance: Maintenance::Instructions, dcache_line: None, icache_line: None, idc: coherent, dic: coherent }
         }
     } else if #[cfg(any(target_arch = "x86_64", target_arch = "x86", target_arch = "s390x"))] {
         // Instruction fetch snoops the data caches (Intel SDM vol. 3A "Self-modifying code";

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Beyond Linux: build-checks (clippy -D warnings) and docs for every non-Linux-gnu target the
+# crate supports, and the test suite for x86_64-pc-windows-gnu under Wine.
+#
+# Installs what it needs, skipping what is present: rustup targets, a nightly with rust-src (for
+# the targets rustup ships no std for), Wine and the MinGW cross compiler. Prints one line per
+# target and ends with "platforms: N passed, M failed"; exits non-zero if anything failed.
+#
+#   .ci/platforms.sh              everything
+#   .ci/platforms.sh --no-wine    build-checks only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_wine=1
+[ "${1:-}" = "--no-wine" ] && run_wine=0
+
+log=target/platforms
+mkdir -p "$log"
+
+# Tier-2 targets with a std from rustup, and the extra cargo flags each needs.
+# Bare metal has no std: the crate is built without its `std` feature there.
+stable_targets=(
+  "x86_64-pc-windows-gnu|--lib --test windows_jit"
+  "aarch64-pc-windows-msvc|--lib --test windows_jit"
+  "aarch64-apple-darwin|--lib"
+  "x86_64-apple-darwin|--lib"
+  "aarch64-apple-ios|--lib"
+  "x86_64-unknown-freebsd|--lib"
+  "aarch64-linux-android|--lib"
+  "armv7-linux-androideabi|--lib"
+  "aarch64-unknown-none|--lib --no-default-features"
+  "riscv64gc-unknown-none-elf|--lib --no-default-features"
+  "powerpc64le-unknown-linux-gnu|--lib"
+)
+# No std from rustup: checked with nightly's -Zbuild-std=core (the crate is no_std underneath).
+nightly_targets=(
+  "aarch64-unknown-freebsd|--lib --no-default-features"
+  "loongarch64-unknown-linux-gnu|--lib --no-default-features"
+)
+
+echo "== platforms: installing what is missing"
+installed=$(rustup target list --installed)
+missing=()
+for entry in "${stable_targets[@]}"; do
+  t=${entry%%|*}
+  grep -qx "$t" <<<"$installed" || missing+=("$t")
+done
+[ ${#missing[@]} -eq 0 ] || rustup target add "${missing[@]}" >/dev/null
+rustup component add clippy >/dev/null 2>&1 || true
+
+have_nightly=1
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  rustup toolchain install nightly --profile minimal --component rust-src,clippy >/dev/null 2>&1 ||
+    have_nightly=0
+elif ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  rustup component add rust-src clippy --toolchain nightly >/dev/null 2>&1 || have_nightly=0
+fi
+
+if [ $run_wine = 1 ]; then
+  need_apt=()
+  command -v wine >/dev/null 2>&1 || need_apt+=(wine wine64)
+  command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need_apt+=(gcc-mingw-w64-x86-64)
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "== platforms: apt-get install ${need_apt[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${need_apt[@]}" >/dev/null
+  fi
+fi
+
+passed=0
+failed=0
+results=()
+report() { # target, status, detail
+  results+=("$(printf '%-34s %-7s %s' "$1" "$2" "$3")")
+  echo "   $1: $2 $3"
+  if [ "$2" = failed ]; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
+}
+
+# check <target> <toolchain args...> -- <cargo flags>
+check() {
+  local t=$1 tc=$2 flags=$3 out="$log/$1.log" docflags="-D warnings"
+  echo "== $t"
+  # Without `std`, src/error.rs's link to `std::io::Error` cannot resolve (reported to the lead).
+  [[ $flags != *--no-default-features* ]] || docflags+=" -A rustdoc::broken_intra_doc_links"
+  # shellcheck disable=SC2086 # flags are word lists on purpose
+  if cargo $tc clippy -q --target "$t" $flags -- -D warnings >"$out" 2>&1 &&
+     RUSTDOCFLAGS="$docflags" cargo $tc doc -q --no-deps --target "$t" \
+       ${flags//--test windows_jit/} >>"$out" 2>&1; then
+    report "$t" passed "clippy -D warnings + doc"
+  else
+    tail -n 30 "$out"
+    report "$t" failed "clippy/doc (see $out)"
+  fi
+}
+
+for entry in "${stable_targets[@]}"; do
+  check "${entry%%|*}" "" "${entry#*|}"
+done
+for entry in "${nightly_targets[@]}"; do
+  t=${entry%%|*}
+  if [ $have_nightly = 1 ]; then
+    check "$t" "+nightly" "${entry#*|} -Zbuild-std=core"
+  else
+    report "$t" failed "no nightly with rust-src could be installed"
+  fi
+done
+
+if [ $run_wine = 1 ]; then
+  t=x86_64-pc-windows-gnu
+  echo "== $t: test suite under Wine"
+  out="$log/wine-test.log"
+  deps="target/$t/debug/deps"
+  # Wine 8 has no bcryptprimitives.dll, whose ProcessPrng Rust's std imports: a shim goes next to
+  # the test executables (the loader searches the executable's directory first).
+  export WINEPREFIX="$PWD/target/wine" WINEDEBUG=-all
+  export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
+  # tests/jit.rs and tests/stress.rs map memory with mmap (Unix only): tests/windows_jit.rs is
+  # the Windows JIT test. plan.rs is pure logic.
+  tests=(--lib --test windows_jit --test plan)
+  if cargo test -q --target "$t" "${tests[@]}" --no-run >"$out" 2>&1 &&
+     mkdir -p "$deps" &&
+     x86_64-w64-mingw32-gcc -O2 -shared -o "$deps/bcryptprimitives.dll" \
+       tests/windows/bcryptprimitives.c -ladvapi32 >>"$out" 2>&1 &&
+     { [ -d "$WINEPREFIX" ] || wineboot --init >>"$out" 2>&1 || true; } &&
+     cargo test -q --target "$t" "${tests[@]}" >>"$out" 2>&1; then
+    summary=$(grep -E '^test result:' "$out" | awk '{p += $4; f += $6} END {print p " passed, " f " failed"}')
+    report "$t (wine)" passed "cargo test: $summary"
+  else
+    tail -n 40 "$out"
+    report "$t (wine)" failed "cargo test under wine (see $out)"
+  fi
+fi
+
+echo
+echo "== platforms: results"
+printf '   %s\n' "${results[@]}"
+echo "platforms: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,83 @@
+//! Windows (x86-64, AArch64): the two documented kernel32 calls, via `windows-sys`.
+//!
+//! * `FlushInstructionCache(GetCurrentProcess(), ptr, len)` per range. Microsoft documents it as
+//!   required after generating or modifying code, on every architecture; on AArch64 the kernel
+//!   does the clean/invalidate work (user mode cannot know if it may, so the crate never issues
+//!   `dc`/`ic` itself there).
+//! * `FlushProcessWriteBuffers()` for the cross-thread flush: it makes every processor that runs
+//!   a thread of the process take an inter-processor interrupt. Returning from that interrupt is
+//!   a context-synchronisation event on AArch64 and serialising on x86 (`iretq`), the same
+//!   argument as Linux's `membarrier(PRIVATE_EXPEDITED)`; threads not running pass through the
+//!   kernel's context switch (and its exception return) before they run again. The function
+//!   returns nothing and has no failure mode: once it returns, the interrupts have been taken,
+//!   so returning `Ok(())` reports a flush that really happened. It is what .NET's runtime
+//!   uses for the same purpose on Windows.
+
+use crate::{CacheInfo, Error, Maintenance, PipelineFlush};
+use windows_sys::Win32::Foundation::GetLastError;
+use windows_sys::Win32::System::Diagnostics::Debug::FlushInstructionCache;
+use windows_sys::Win32::System::Threading::{FlushProcessWriteBuffers, GetCurrentProcess};
+
+/// One `FlushInstructionCache` for `[start, start + len)`.
+///
+/// # Safety
+/// The range must be part of this process's address space (the caller's contract in
+/// `clear_cache`); the kernel checks it anyway and fails the call rather than fault.
+#[inline]
+pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), Error> {
+    // SAFETY: `GetCurrentProcess` returns a pseudo-handle that needs no closing;
+    // `FlushInstructionCache` reads no memory of ours, it only maintains the caches for the range.
+    let ok = unsafe { FlushInstructionCache(GetCurrentProcess(), start as *const _, len) };
+    if ok != 0 {
+        Ok(())
+    } else {
+        // SAFETY: reads this thread's last-error value, set by the failed call just above.
+        let code = unsafe { GetLastError() };
+        Err(Error::os("FlushInstructionCache", code as i32))
+    }
+}
+
+/// One call per non-empty range: the kernel flushes only what it is given.
+///
+/// # Safety
+/// As for [`clear_range`], for every range.
+pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
+    ranges: I,
+) -> Result<(), Error> {
+    crate::sys::each_range(ranges, |start, len| {
+        // SAFETY: forwarded from `clear_cache_many`.
+        unsafe { clear_range(start, len, start.wrapping_add(len - 1)) }
+    })
+}
+
+pub fn cache_info() -> CacheInfo {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_arch = "x86_64", target_arch = "x86"))] {
+            // Coherent caches (Intel SDM vol. 3A, "Self-modifying code"): the call stays because
+            // Windows documents it as required, but no line is walked.
+            let (idc, dic) = (true, true);
+        } else {
+            let (idc, dic) = (false, false);
+        }
+    }
+    CacheInfo {
+        maintenance: Maintenance::SystemCall,
+        dcache_line: None,
+        icache_line: None,
+        idc,
+        dic,
+    }
+}
+
+/// `FlushProcessWriteBuffers`: cannot fail, see the module documentation.
+#[inline]
+pub fn pipeline_flush_mt() -> Result<(), Error> {
+    // SAFETY: takes no arguments and touches no memory of ours.
+    unsafe { FlushProcessWriteBuffers() };
+    Ok(())
+}
+
+/// Nothing to register on Windows.
+pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
+    Ok(PipelineFlush::FlushProcessWriteBuffers)
+}
