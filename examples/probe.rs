@@ -52,14 +52,14 @@ fn run(args: &[String]) -> Result<(), String> {
     let slot = (offset + len).div_ceil(PAGE).max(1) * PAGE;
     let buf = vec![0u8; slot * n.max(1) + PAGE];
     let base = buf.as_ptr().wrapping_add(buf.as_ptr().align_offset(PAGE));
-    let ranges: Vec<(*const c_void, usize)> = (0..n.max(1))
+    let ranges: Vec<(*const c_void, usize)> = (0..n)
         .map(|i| (base.wrapping_add(i * slot + offset).cast(), len))
         .collect();
 
     match op.as_str() {
         // SAFETY: the range lies inside `buf`, which is alive and readable.
         "clear_cache" => repeat(reps, || unsafe {
-            icache::clear_cache(black_box(ranges[0].0), len)
+            icache::clear_cache(black_box(base.wrapping_add(offset).cast()), len)
         }),
         // SAFETY: as above, for every range.
         "many" => repeat(reps, || unsafe {

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Exact instruction accounting for `.ci/icount.sh`.
+
+Runs `examples/probe.rs` under qemu-user with the counting plugin
+(`tests/qemu-plugin/icount.c`) twice per configuration, with 1 and 65 repetitions, and takes
+per-call counts as (count at 65 - count at 1) / 64: start-up and one-time costs cancel. The
+expected counts are derived here from the CPU model's line sizes, independently of the crate.
+"""
+
+import argparse
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+
+from checklog import Report
+import tempfile
+
+# qemu-user 7.2 CPU models and their smallest D- and I-cache lines in bytes, from the CTR_EL0
+# values the models report (0x80038003, 0x84448004, 0x86668006).
+AARCH64_CPUS = [("max", 32, 32), ("cortex-a53", 64, 64), ("a64fx", 256, 256)]
+LENS = [1, 4, 31, 32, 33, 64, 100, 4096, 65536]
+OFFSETS = [0, 1, 31, 63, 255]
+# Extra lengths, at offset 0 only, for the cost table.
+TABLE_LENS = [64, 256, 1024, 4096, 16384, 65536]
+NRANGES = 4
+# Same number of digits, so that parsing the argument costs the same in both runs.
+REPS = ("01", "65")
+DELTA = 64
+
+AARCH64_CLASSES = ["dc_cvau", "dc_civac", "ic_ivau", "dsb_any", "dsb_ish", "isb",
+                   "mrs_ctr_el0", "svc"]
+RISCV_CLASSES = ["fence_i", "ecall"]
+
+
+def lines(offset, length, line):
+    """Cache lines overlapped by `length` bytes at `offset` from a line-aligned base."""
+    if length == 0:
+        return 0
+    return (offset + length - 1) // line - offset // line + 1
+
+
+class Runner:
+    def __init__(self, plugin, probes, tmp):
+        self.plugin = plugin
+        self.probes = probes
+        self.tmp = tmp
+
+    def run(self, arch, cpu, args):
+        """One qemu run: (counts dict, probe stdout)."""
+        fd, out = tempfile.mkstemp(dir=self.tmp, suffix=".txt")
+        os.close(fd)
+        cmd = [f"qemu-{arch}", "-L", f"/usr/{arch}-linux-gnu"]
+        if cpu:
+            cmd += ["-cpu", cpu]
+        cmd += ["-plugin", f"{self.plugin},outfile={out}", self.probes[arch]] + list(args)
+        env = {k: v for k, v in os.environ.items() if k != "QEMU_CPU"}
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr.strip()}")
+        counts = {}
+        with open(out) as f:
+            for line in f:
+                name, value = line.split()
+                counts[name] = int(value)
+        os.unlink(out)
+        return counts, p.stdout
+
+    def per_call(self, arch, cpu, op, length, offset, extra=()):
+        """Per-call counts as (quotient, remainder) by DELTA, both runs' whole-process counts,
+        and the probe's stdout."""
+        a, _ = self.run(arch, cpu, [op, str(length), str(offset), REPS[0], *extra])
+        b, stdout = self.run(arch, cpu, [op, str(length), str(offset), REPS[1], *extra])
+        per = {k: divmod(b[k] - a[k], DELTA) for k in b}
+        return per, a, b, stdout
+
+
+
+def describe(per, want, classes):
+    """'name=got' for every class, with '(want N)' or '(not whole)' on mismatches."""
+    parts, ok = [], True
+    for name in classes:
+        q, r = per[name]
+        s = f"{name}={q}" if r == 0 else f"{name}={q}+{r}/{DELTA}"
+        if r != 0:
+            ok = False
+            s += "(not a whole number per call)"
+        elif name in want and q != want[name]:
+            ok = False
+            s += f"(want {want[name]})"
+        parts.append(s)
+    q, r = per["total"]
+    total = f"{q}" if r == 0 else f"{q + r / DELTA:.2f}"
+    return ok, " ".join(parts) + f" | total {total}/call"
+
+
+def selftest(report, runner_plugin, arch, binary, want):
+    cmd = [f"qemu-{arch}", "-plugin", f"{runner_plugin},outfile=/dev/stdout", binary]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    got = dict((n, int(v)) for n, v in (l.split() for l in p.stdout.splitlines()))
+    bad = [f"{k}={got.get(k)}(want {v})" for k, v in want.items() if got.get(k) != v]
+    report.check(p.returncode == 0 and not bad,
+                 f"plugin self-test {arch}: " + (" ".join(bad) if bad else
+                                                  " ".join(f"{k}={v}" for k, v in want.items())))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--plugin", required=True)
+    ap.add_argument("--probe-aarch64", required=True)
+    ap.add_argument("--probe-riscv64", required=True)
+    ap.add_argument("--selftest-aarch64", required=True)
+    ap.add_argument("--selftest-riscv64", required=True)
+    ap.add_argument("--jobs", type=int, default=2)
+    opt = ap.parse_args()
+    report = Report("icount")
+
+    # The counter itself first: hand-written programs with known counts.
+    selftest(report, opt.plugin, "aarch64", opt.selftest_aarch64,
+             {"total": 23, "dc_cvau": 3, "dc_civac": 1, "ic_ivau": 3, "dsb_any": 2,
+              "dsb_ish": 1, "isb": 1, "mrs_ctr_el0": 1, "svc": 1})
+    selftest(report, opt.plugin, "riscv64", opt.selftest_riscv64,
+             {"total": 11, "fence_i": 2, "ecall": 1})
+
+    with tempfile.TemporaryDirectory(prefix="icount-") as tmp:
+        runner = Runner(opt.plugin,
+                        {"aarch64": opt.probe_aarch64, "riscv64": opt.probe_riscv64}, tmp)
+        jobs = []  # (label, arch, cpu, op, len, offset, extra, expected-fn)
+        configs = [(l, o) for l in LENS for o in OFFSETS]
+        configs += [(l, 0) for l in TABLE_LENS if (l, 0) not in configs]
+        configs += [(0, 0)]
+        for cpu, dline, iline in AARCH64_CPUS:
+            for length, offset in configs:
+                d, i = lines(offset, length, dline), lines(offset, length, iline)
+                some = length > 0
+                jobs.append((f"aarch64/{cpu} clear_cache len={length} off={offset}",
+                             "aarch64", cpu, "clear_cache", length, offset, (),
+                             {"dc_cvau": d, "ic_ivau": i, "dc_civac": 0,
+                              "dsb_ish": 2 * some, "dsb_any": 2 * some, "isb": 1 * some,
+                              "mrs_ctr_el0": 0, "svc": 0}))
+            for length, offset in configs:
+                d, i = lines(offset, length, dline), lines(offset, length, iline)
+                some = length > 0
+                jobs.append((f"aarch64/{cpu} many({NRANGES}) len={length} off={offset}",
+                             "aarch64", cpu, "many", length, offset, (str(NRANGES),),
+                             {"dc_cvau": NRANGES * d, "ic_ivau": NRANGES * i, "dc_civac": 0,
+                              "dsb_ish": 2 * some, "dsb_any": 2 * some, "isb": 1 * some,
+                              "mrs_ctr_el0": 0, "svc": 0}))
+            jobs.append((f"aarch64/{cpu} many(0 ranges)", "aarch64", cpu, "many", 64, 0,
+                         ("0",), {c: 0 for c in AARCH64_CLASSES}))
+            jobs.append((f"aarch64/{cpu} flush_mt", "aarch64", cpu, "flush_mt", 0, 0, (),
+                         {"svc": 1, "dc_cvau": 0, "ic_ivau": 0, "dc_civac": 0,
+                          "mrs_ctr_el0": 0}))
+        for length, offset in configs:
+            some = int(length > 0)
+            jobs.append((f"riscv64 clear_cache len={length} off={offset}", "riscv64", None,
+                         "clear_cache", length, offset, (), {"ecall": some, "fence_i": 0}))
+            jobs.append((f"riscv64 many({NRANGES}) len={length} off={offset}", "riscv64",
+                         None, "many", length, offset, (str(NRANGES),),
+                         {"ecall": some, "fence_i": 0}))
+        jobs.append(("riscv64 flush_mt", "riscv64", None, "flush_mt", 0, 0, (),
+                     {"ecall": 1, "fence_i": 0}))
+
+        def measure(job):
+            label, arch, cpu, op, length, offset, extra, want = job
+            try:
+                return runner.per_call(arch, cpu, op, length, offset, extra)
+            except Exception as e:  # reported as a failed check, not a crash
+                return e
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=opt.jobs) as pool:
+            results = list(pool.map(measure, jobs))
+
+        table = {}
+        seen_info = set()
+        for job, res in zip(jobs, results):
+            label, arch, cpu, op, length, offset, extra, want = job
+            if isinstance(res, Exception):
+                report.check(False, f"{label}: {res}")
+                continue
+            per, first, second, stdout = res
+            classes = AARCH64_CLASSES if arch == "aarch64" else RISCV_CLASSES
+            ok, text = describe(per, want, classes)
+            report.check(ok, f"{label}: {text}")
+            if op != "flush_mt" and offset == 0:
+                q, r = per["total"]
+                table[(arch, cpu, op, length)] = q + r / DELTA
+            # Whole-process checks, once per CPU model: CTR_EL0 read exactly once per
+            # process, no fence.i anywhere in user space, and the crate sees the model's lines.
+            key = (arch, cpu)
+            if key in seen_info:
+                continue
+            seen_info.add(key)
+            if arch == "aarch64":
+                runs = (first["mrs_ctr_el0"], second["mrs_ctr_el0"])
+                report.check(runs == (1, 1), f"aarch64/{cpu} mrs ctr_el0 per process run: "
+                             f"{runs[0]} (1 call), {runs[1]} (65 calls), want 1")
+                dline, iline = next((d, i) for c, d, i in AARCH64_CPUS if c == cpu)
+                m = re.search(r"dcache_line: Some\((\d+)\), icache_line: Some\((\d+)\)", stdout)
+                seen = (int(m.group(1)), int(m.group(2))) if m else None
+                report.check(seen == (dline, iline), f"aarch64/{cpu} cache_info lines "
+                             f"{seen}, model has {(dline, iline)}")
+            else:
+                runs = (first["fence_i"], second["fence_i"])
+                report.check(runs == (0, 0), f"riscv64 fence.i per process run: {runs}, want 0")
+
+    print("\nTotal instructions per call (probe loop included; offset 0):")
+    models = [("aarch64", c) for c, _, _ in AARCH64_CPUS] + [("riscv64", None)]
+    lens = sorted({0, *TABLE_LENS})
+    print("  %-28s" % "model / op" + "".join("%10s" % (f"{l} B" if l else "len 0") for l in lens))
+    for op in ("clear_cache", "many"):
+        for arch, cpu in models:
+            row = [table.get((arch, cpu, op, l)) for l in lens]
+            name = f"{arch}/{cpu or 'rv64'} {op}" + (f"({NRANGES})" if op == "many" else "")
+            print("  %-28s" % name + "".join("%10s" % ("-" if v is None else f"{v:g}")
+                                               for v in row))
+    return report.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
