@@ -8,11 +8,11 @@
 //!
 //! `pipeline_flush_mt` returns [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): Darwin
 //! has no `membarrier` and no `FlushProcessWriteBuffers`. The one known stand-in, used by .NET's
-//! runtime on macOS, walks every thread of the task (`task_threads`) and asks the kernel for its
-//! registers (`thread_get_register_pointer_values`), which forces each running thread off its
-//! core and so through an exception return. Its effect on instruction fetch is not documented by
-//! Apple, it costs Mach calls per thread, and it cannot be tested here, so this crate does not
-//! claim it. A JIT on Apple AArch64 makes other threads resynchronise itself: each thread that
+//! runtime (its PAL's `FlushProcessWriteBuffers`) and HotSpot on macOS, walks every thread of the
+//! task (`task_threads`) and asks the kernel for its registers
+//! (`thread_get_register_pointer_values`); both describe it as forcing each thread to emit a
+//! *memory* barrier. Nothing Apple documents says it synchronises instruction fetch, it costs
+//! Mach calls per thread, and it cannot be tested here, so this crate does not claim it. A JIT on Apple AArch64 makes other threads resynchronise itself: each thread that
 //! will run new code executes an `isb` after it observes the publication (for example with an
 //! acquire load of the entry point in a handshake), which is what a context-synchronisation
 //! event requires.
