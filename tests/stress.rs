@@ -175,7 +175,15 @@ fn first_use_in_fresh_processes() {
             .output()
     };
     for child in 0..CHILDREN {
-        let output = match run(&mut std::process::Command::new(&exe)) {
+        // Under qemu-user the spawn itself "succeeds" (qemu emulates the vfork as a fork) and
+        // the failed exec shows only as exit status 127 with no output.
+        let direct = match run(&mut std::process::Command::new(&exe)) {
+            Ok(o) if o.status.code() == Some(127) && o.stdout.is_empty() => {
+                Err(std::io::Error::other("exit status 127: exec failed"))
+            }
+            other => other,
+        };
+        let output = match direct {
             Ok(o) => o,
             Err(direct) => match emulator() {
                 Some((qemu, prefix)) => {

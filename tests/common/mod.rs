@@ -320,13 +320,9 @@ impl CodeMap {
     /// Copies `bytes` to `offset`. The mapping must be writable.
     pub fn write(&mut self, offset: usize, bytes: &[u8]) {
         assert!(self.writable, "CodeMap::write on a read-only mapping");
-        assert!(offset
-            .checked_add(bytes.len())
-            .is_some_and(|end| end <= self.len));
-        // SAFETY: in bounds (checked), writable (checked), and `&mut self` excludes any slice.
-        unsafe {
-            core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(offset), bytes.len())
-        };
+        // SAFETY: writable (checked); `&mut self` excludes any slice and any other writer; the
+        // bounds are checked inside.
+        unsafe { self.write_unpublished(offset, bytes) };
     }
 
     /// Copies `bytes` to `offset` through `&self`, for code no thread is running or can reach
