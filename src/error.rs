@@ -24,7 +24,7 @@ pub enum ErrorKind {
 /// Why a call of this crate did not do what it promises.
 ///
 /// It is small (`Copy`), carries the OS error number when a system call failed, implements
-/// [`core::error::Error`] and, with the `std` feature, converts into [`std::io::Error`] so that
+/// [`core::error::Error`] and, with the `std` feature, converts into `std::io::Error` so that
 /// `?` works in functions returning `io::Result` or `anyhow::Result`.
 ///
 /// ```

@@ -200,9 +200,8 @@ cfg_if::cfg_if! {
         // * bare-metal RISC-V: `fence.i`, on the calling hart only. Every other hart that will run
         //   the code must execute its own `fence.i` after it observes the publication.
         // * LoongArch: the instruction caches are kept coherent with the data caches in hardware,
-        //   on every core (Linux's `arch/loongarch/mm/cache.c`: "LoongArch maintains
-        //   ICache/DCache coherency by hardware, we just need ibar to avoid instruction hazard",
-        //   and its `flush_icache_range` sends no IPI). `dbar 0` completes the stores of the code,
+        //   on every core; only this core's instruction hazard remains (Linux's
+        //   `arch/loongarch/mm/cache.c` says as much, and its `flush_icache_range` sends no IPI). `dbar 0` completes the stores of the code,
         //   `ibar 0` makes this core's later fetches see them.
         #[cfg(target_arch = "riscv64")]
         use crate::arch::fence_i as local_barrier;
