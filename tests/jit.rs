@@ -8,6 +8,8 @@
 //! (no fault on any line size, offset or page-straddling range, batch APIs included), that the
 //! error paths behave, and that the publish protocol of a JIT (write, `clear_cache`, atomic
 //! jump patch, `pipeline_flush_mt`, release) is sound as written.
+// mmap, mprotect and the membarrier-backed flush: Unix only (Windows has tests/windows_jit.rs).
+#![cfg(unix)]
 
 mod common;
 

@@ -14,6 +14,8 @@
 //!   `prepare_pipeline_flush` and `pipeline_flush_mt` (which register `membarrier`) really are
 //!   the first in the process. `first_use_in_fresh_processes` repeats that race in new
 //!   processes by re-running this test binary.
+// mmap, mprotect and the membarrier-backed flush: Unix only (Windows has tests/windows_jit.rs).
+#![cfg(unix)]
 
 mod common;
 
