@@ -31,6 +31,8 @@ fn arg(args: &[String], i: usize, default: Option<usize>) -> Result<usize, Strin
 }
 
 /// One call to warm up, then `reps` calls; generic so that the loop holds nothing but the call.
+/// The calls' arguments pass through `black_box` so that, as in a JIT, nothing about them is
+/// known in advance or hoisted out of the loop.
 fn repeat(reps: usize, f: impl Fn() -> Result<(), icache::Error>) -> Result<(), icache::Error> {
     f()?;
     for _ in 0..reps {
@@ -55,11 +57,13 @@ fn run(args: &[String]) -> Result<(), String> {
     let ranges: Vec<(*const c_void, usize)> = (0..n)
         .map(|i| (base.wrapping_add(i * slot + offset).cast(), len))
         .collect();
+    let start: *const c_void = base.wrapping_add(offset).cast();
 
     match op.as_str() {
         // SAFETY: the range lies inside `buf`, which is alive and readable.
         "clear_cache" => repeat(reps, || unsafe {
-            icache::clear_cache(black_box(base.wrapping_add(offset).cast()), len)
+            let (p, l) = black_box((start, len));
+            icache::clear_cache(p, l)
         }),
         // SAFETY: as above, for every range.
         "many" => repeat(reps, || unsafe {
