@@ -4,7 +4,7 @@ need_apt=()
 for pair in qemu-aarch64:qemu-user aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
     riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf \
     s390x-linux-gnu-gcc:gcc-s390x-linux-gnu aarch64-linux-gnu-objdump:binutils-aarch64-linux-gnu \
-    strace:strace gcc:gcc pkg-config:pkg-config; do
+    strace:strace gcc:gcc pkg-config:pkg-config python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 for dir in aarch64-linux-gnu:libc6-dev-arm64-cross riscv64-linux-gnu:libc6-dev-riscv64-cross \
