@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! peers_probe <impl> <op> <len> <reps>
-//!   impl: icache | wasmtime34 | wasmtime48 | clear-cache | dynasmrt | libgcc | raw | none
+//!   impl: icache | icache-discard | wasmtime34 | wasmtime48 | clear-cache | dynasmrt | libgcc
+//!         | raw | none   (`icache-discard`: the result ignored)
 //!   op:   clear   one range of <len> bytes at the start of a page-aligned buffer
 //!         batch   1000 ranges of <len> bytes, back to back: one `clear_cache_many` for
 //!                 icache, 1000 single calls for the peers (which have no batch call) and
@@ -85,6 +86,7 @@ macro_rules! wrappers {
 
 wrappers! {
     "icache", "icache-single" => icache_one, icache_single_batch, peers::icache;
+    "icache-discard", "icache-discard" => icache_discard_one, icache_discard_batch, icache_discarded;
     "wasmtime34", "wasmtime34" => wasmtime34_one, wasmtime34_batch, peers::wasmtime34;
     "wasmtime48", "wasmtime48" => wasmtime48_one, wasmtime48_batch, peers::wasmtime48;
     #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64", target_arch = "arm"))]
@@ -92,6 +94,18 @@ wrappers! {
     "dynasmrt", "dynasmrt" => dynasmrt_one, dynasmrt_batch, peers::dynasmrt;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     "libgcc", "libgcc" => libgcc_one, libgcc_batch, peers::libgcc;
+}
+
+/// `icache` with the result ignored (`let _ =`), as a caller that cannot act on an error writes
+/// it: where the call has nothing to do (x86-64) nothing at all should remain.
+///
+/// # Safety
+/// The range is mapped and readable.
+#[inline(always)]
+unsafe fn icache_discarded(ptr: *const u8, len: usize) -> Res {
+    // SAFETY: forwarded from the caller.
+    let _ = unsafe { icache::clear_cache(ptr.cast(), len) };
+    Ok(())
 }
 
 #[inline(never)]

@@ -57,8 +57,8 @@ cfg_if::cfg_if! {
                 /// OS migrates it between cores, so the running core's own value is read every
                 /// time (cores of a big.LITTLE system may differ).
                 #[inline(always)]
-                fn ctr_el0() -> plan::CtrEl0 {
-                    plan::CtrEl0(arch::read_ctr_el0())
+                fn with_ctr_el0<R>(f: impl FnOnce(plan::CtrEl0) -> R) -> R {
+                    f(plan::CtrEl0(arch::read_ctr_el0()))
                 }
             } else {
                 use core::sync::atomic::{AtomicU64, Ordering};
@@ -70,20 +70,23 @@ cfg_if::cfg_if! {
                 /// yet": bit 31 of the register is always 1.
                 static CTR_EL0: AtomicU64 = AtomicU64::new(0);
 
+                /// Runs `f` with the cached value. The first use in the process runs all of `f`
+                /// out of line, after the read: the common path then makes no call and needs no
+                /// stack frame (a call in its middle would give it one).
                 #[inline(always)]
-                fn ctr_el0() -> plan::CtrEl0 {
+                fn with_ctr_el0<R>(f: impl FnOnce(plan::CtrEl0) -> R) -> R {
                     match CTR_EL0.load(Ordering::Relaxed) {
-                        0 => read_ctr_el0(),
-                        ctr => plan::CtrEl0(ctr),
+                        0 => read_ctr_el0(f),
+                        ctr => f(plan::CtrEl0(ctr)),
                     }
                 }
 
                 #[cold]
                 #[inline(never)]
-                fn read_ctr_el0() -> plan::CtrEl0 {
+                fn read_ctr_el0<R>(f: impl FnOnce(plan::CtrEl0) -> R) -> R {
                     let ctr = arch::read_ctr_el0();
                     CTR_EL0.store(ctr, Ordering::Relaxed);
-                    plan::CtrEl0(ctr)
+                    f(plan::CtrEl0(ctr))
                 }
             }
         }
@@ -93,8 +96,7 @@ cfg_if::cfg_if! {
         /// # Safety
         /// No range wraps; every byte is mapped readable.
         #[inline(always)]
-        unsafe fn sync<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) {
-            let ctr = ctr_el0();
+        unsafe fn sync<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I, ctr: plan::CtrEl0) {
             let plans = ranges.filter_map(move |(start, len)| plan::RangePlan::new(start, len, ctr));
             let mut any = false;
             for p in plans.clone() {
@@ -123,26 +125,26 @@ cfg_if::cfg_if! {
 
         #[inline]
         pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), Error> {
-            // SAFETY: forwarded from `clear_cache`.
-            unsafe { sync(core::iter::once((start, len))) };
+            // SAFETY: forwarded from `clear_cache`. The iterator is made inside the closure so
+            // that only two registers' worth is captured.
+            with_ctr_el0(move |ctr| unsafe { sync(core::iter::once((start, len)), ctr) });
             Ok(())
         }
 
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
             // SAFETY: forwarded from `clear_cache_many`.
-            unsafe { sync(ranges) };
+            with_ctr_el0(move |ctr| unsafe { sync(ranges, ctr) });
             Ok(())
         }
 
         pub fn cache_info() -> CacheInfo {
-            let ctr = ctr_el0();
-            CacheInfo {
+            with_ctr_el0(|ctr| CacheInfo {
                 maintenance: Maintenance::Instructions,
                 dcache_line: Some(ctr.dcache_line()),
                 icache_line: Some(ctr.icache_line()),
                 idc: ctr.idc(),
                 dic: ctr.dic(),
-            }
+            })
         }
     } else if #[cfg(all(target_arch = "riscv64", any(target_os = "linux", target_os = "android")))] {
         /// One `riscv_flush_icache(start, end, 0)`: flags 0 reaches every hart running the
