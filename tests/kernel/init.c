@@ -162,21 +162,34 @@ int main(void) {
         if (strncmp(*e, "ICACHE_", 7) == 0)
             say(MARK "env %s\n", *e);
 
-    /* The test thread count comes from the kernel command line (icache.threads=N). */
+    /* Harness options come from the kernel command line: icache.threads=N and
+     * icache.skip=NAME[,NAME...] (each becomes `--skip NAME`). */
     char threads_arg[64] = "--test-threads=2";
+    static char line[4096];
+    char *skips[32];
+    int nskips = 0;
     FILE *cmdline = fopen("/proc/cmdline", "r");
     if (cmdline) {
-        char line[1024];
         if (fgets(line, sizeof line, cmdline)) {
+            line[strcspn(line, "\n")] = '\0';
             char *p = strstr(line, "icache.threads=");
             if (p) {
                 int n = atoi(p + strlen("icache.threads="));
                 if (n > 0)
                     snprintf(threads_arg, sizeof threads_arg, "--test-threads=%d", n);
             }
+            p = strstr(line, "icache.skip=");
+            if (p) {
+                p += strlen("icache.skip=");
+                p[strcspn(p, " ")] = '\0';
+                for (char *tok = strtok(p, ","); tok && nskips < 32; tok = strtok(NULL, ","))
+                    skips[nskips++] = tok;
+            }
         }
         fclose(cmdline);
     }
+    for (int i = 0; i < nskips; i++)
+        say(MARK "skip %s\n", skips[i]);
 
     char *report_argv[] = {"/report", NULL};
     if (access("/report", X_OK) == 0)
@@ -192,7 +205,13 @@ int main(void) {
     for (int i = 0; i < n; i++) {
         char path[512];
         snprintf(path, sizeof path, "/t/%s", names[i]->d_name);
-        char *argv[] = {path, threads_arg, NULL};
+        char *argv[3 + 2 * 32] = {path, threads_arg};
+        int k = 2;
+        for (int j = 0; j < nskips; j++) {
+            argv[k++] = "--skip";
+            argv[k++] = skips[j];
+        }
+        argv[k] = NULL;
         run(names[i]->d_name, argv);
         free(names[i]);
     }
