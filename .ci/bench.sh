@@ -38,7 +38,8 @@ step "host timings: cargo bench --bench clear_cache -- $bench_args"
 # Fresh results only: criterion keeps every benchmark it ever ran under target/criterion.
 rm -rf target/criterion
 # shellcheck disable=SC2086
-cargo bench --quiet --bench clear_cache -- $bench_args
+ICACHE_BENCH_PAIRED=target/criterion/flush_paired.json \
+  cargo bench --quiet --bench clear_cache -- $bench_args
 
 step "instruction counts under qemu-user, and BENCHMARKS.md"
 python3 .ci/bench.py --plugin target/icount/icount.so \

@@ -168,6 +168,61 @@ fn first_call(c: &mut Criterion) {
     group.finish();
 }
 
+/// Steady-state `pipeline_flush_mt` against the raw system call, interleaved: ROUNDS rounds of
+/// CALLS calls of each, alternating, so that both see the same machine load (this machine is
+/// shared; sequential criterion runs of the two drifted by ±70% here). Per-call nanoseconds of
+/// every round go to the JSON file named by `ICACHE_BENCH_PAIRED` (read by `.ci/bench.py`) and
+/// the medians to stdout.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn paired_flush() {
+    const ROUNDS: usize = 41;
+    const CALLS: u32 = 2000;
+    if icache::prepare_pipeline_flush().is_err() {
+        return;
+    }
+    let time = |f: &dyn Fn() -> peers::Res| {
+        let start = std::time::Instant::now();
+        for _ in 0..CALLS {
+            black_box(f()).expect("flush failed");
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    };
+    let (mut mine, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // Alternate which goes first, so neither always follows the other.
+        if round % 2 == 0 {
+            mine.push(time(&peers::icache_flush));
+            raw.push(time(&|| peers::raw_membarrier(32)));
+        } else {
+            raw.push(time(&|| peers::raw_membarrier(32)));
+            mine.push(time(&peers::icache_flush));
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "paired pipeline_flush_mt: icache {:.1} ns, raw membarrier {:.1} ns (medians of {ROUNDS} \
+         interleaved rounds of {CALLS} calls)",
+        median(&mine),
+        median(&raw)
+    );
+    if let Ok(path) = std::env::var("ICACHE_BENCH_PAIRED") {
+        let list = |v: &[f64]| {
+            let items: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+            items.join(", ")
+        };
+        let json = format!(
+            "{{\"calls\": {CALLS}, \"icache_ns\": [{}], \"raw_ns\": [{}]}}\n",
+            list(&mine),
+            list(&raw)
+        );
+        std::fs::write(&path, json).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+}
+
 fn main() {
     if let Ok(mode) = std::env::var(CHILD) {
         if let Err(e) = child(&mode) {
@@ -182,4 +237,6 @@ fn main() {
     pipeline_flush(&mut c);
     first_call(&mut c);
     c.final_summary();
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    paired_flush();
 }

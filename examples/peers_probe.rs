@@ -13,7 +13,7 @@
 //!   op:   clear   one range of <len> bytes at the start of a page-aligned buffer
 //!         batch   1000 ranges of <len> bytes, back to back: one `clear_cache_many` for
 //!                 icache, 1000 single calls for the peers (which have no batch call) and
-//!                 for `icache-single`
+//!                 for `icache-single`; `icache-slices` is one `clear_cache_slices` call
 //!         flush   the cross-thread pipeline flush (`raw`: one membarrier SYNC_CORE syscall)
 //! ```
 //!
@@ -125,6 +125,12 @@ unsafe fn icache_batch(ranges: &[(*const c_void, usize)]) -> Res {
     unsafe { icache::clear_cache_many(ranges) }.map_err(|_| "icache")
 }
 
+/// The safe batch call, for slices: no per-range validation (a slice cannot wrap).
+#[inline(never)]
+fn icache_slices_batch(slices: &[&[u8]]) -> Res {
+    icache::clear_cache_slices(slices).map_err(|_| "icache")
+}
+
 #[inline(never)]
 fn none_flush() -> Res {
     Ok(())
@@ -190,6 +196,15 @@ fn run(args: &[String]) -> Result<(), String> {
             for _ in 0..=reps {
                 // SAFETY: the range lies inside `buf`, which is alive and readable.
                 unsafe { f(black_box(base), black_box(len))? };
+            }
+        }
+        "batch" if imp == "icache-slices" => {
+            let start = buf.as_ptr().align_offset(PAGE);
+            let slices: Vec<&[u8]> = buf[start..start + n * len].chunks(len).collect();
+            // Through a pointer, as every other batch call, so the `none` baseline applies.
+            let f: fn(&[&[u8]]) -> Res = black_box(icache_slices_batch);
+            for _ in 0..=reps {
+                f(black_box(&slices))?;
             }
         }
         "batch" => {
