@@ -141,6 +141,25 @@ static void run(const char *name, char *const argv[]) {
         say(MARK "end %s status=0x%x seconds=%.1f\n", name, status, secs);
 }
 
+/* Splits the comma-separated value of `key` in the command line `line` (which it
+ * modifies) into at most 32 words; returns their number. */
+static int split_option(char *line, const char *key, char *words[32]) {
+    char *p = strstr(line, key);
+    if (!p)
+        return 0;
+    p += strlen(key);
+    char *end = p + strcspn(p, " ");
+    int n = 0;
+    while (p < end && n < 32) {
+        char *comma = memchr(p, ',', (size_t)(end - p));
+        char *stop = comma ? comma : end;
+        words[n++] = p;
+        p = stop + 1;
+        *stop = '\0';
+    }
+    return n;
+}
+
 static int only_files(const struct dirent *d) { return d->d_name[0] != '.'; }
 
 int main(void) {
@@ -162,12 +181,13 @@ int main(void) {
         if (strncmp(*e, "ICACHE_", 7) == 0)
             say(MARK "env %s\n", *e);
 
-    /* Harness options come from the kernel command line: icache.threads=N and
-     * icache.skip=NAME[,NAME...] (each becomes `--skip NAME`). */
+    /* Harness options come from the kernel command line: icache.threads=N,
+     * icache.skip=NAME[,NAME...] (each becomes `--skip NAME`) and
+     * icache.only=NAME[,NAME...] (name filters: only matching tests run). */
     char threads_arg[64] = "--test-threads=2";
     static char line[4096];
-    char *skips[32];
-    int nskips = 0;
+    char *skips[32], *onlys[32];
+    int nskips = 0, nonlys = 0;
     FILE *cmdline = fopen("/proc/cmdline", "r");
     if (cmdline) {
         if (fgets(line, sizeof line, cmdline)) {
@@ -178,18 +198,19 @@ int main(void) {
                 if (n > 0)
                     snprintf(threads_arg, sizeof threads_arg, "--test-threads=%d", n);
             }
-            p = strstr(line, "icache.skip=");
-            if (p) {
-                p += strlen("icache.skip=");
-                p[strcspn(p, " ")] = '\0';
-                for (char *tok = strtok(p, ","); tok && nskips < 32; tok = strtok(NULL, ","))
-                    skips[nskips++] = tok;
-            }
+            /* Each split writes NULs into its own copy of the line. */
+            static char skip_line[sizeof line], only_line[sizeof line];
+            memcpy(skip_line, line, sizeof line);
+            memcpy(only_line, line, sizeof line);
+            nskips = split_option(skip_line, "icache.skip=", skips);
+            nonlys = split_option(only_line, "icache.only=", onlys);
         }
         fclose(cmdline);
     }
     for (int i = 0; i < nskips; i++)
         say(MARK "skip %s\n", skips[i]);
+    for (int i = 0; i < nonlys; i++)
+        say(MARK "only %s\n", onlys[i]);
 
     char *report_argv[] = {"/report", NULL};
     if (access("/report", X_OK) == 0)
@@ -205,12 +226,14 @@ int main(void) {
     for (int i = 0; i < n; i++) {
         char path[512];
         snprintf(path, sizeof path, "/t/%s", names[i]->d_name);
-        char *argv[3 + 2 * 32] = {path, threads_arg};
+        char *argv[3 + 3 * 32] = {path, threads_arg};
         int k = 2;
         for (int j = 0; j < nskips; j++) {
             argv[k++] = "--skip";
             argv[k++] = skips[j];
         }
+        for (int j = 0; j < nonlys; j++)
+            argv[k++] = onlys[j];
         argv[k] = NULL;
         run(names[i]->d_name, argv);
         free(names[i]);
