@@ -527,6 +527,19 @@ def reading(results):
         "to validate them; on hardware the "
         f"{b('cortex-a53', 'dynasmrt')['dsb_any'] + b('cortex-a53', 'dynasmrt')['isb'] - 3} "
         "barriers saved outweigh the extra arithmetic.")
+    rv = lambda imp: r[("riscv64", None, imp, "clear", 4096)]
+    t.append(
+        f"* **RISC-V**: icache makes one `riscv_flush_icache(start, end, 0)` per call "
+        f"({rv('icache')['ecall']} `ecall`), every hart of the process. wasmtime 34/48 and "
+        f"dynasmrt also make one system call ({rv('wasmtime48')['ecall']}, "
+        f"{rv('dynasmrt')['ecall']}) but pass flags 1, the calling hart only (read in their "
+        f"sources; qemu-user ignores the flags); clear-cache passes 0. **libgcc's "
+        f"`__clear_cache` does nothing on riscv64** ({rv('libgcc')['ecall']} `ecall`, "
+        f"{rv('libgcc')['fence_i']} `fence.i`, {rv('libgcc')['net']} instructions): in GCC 12's "
+        "libgcc_s it is a bare `ret` (GCC expands `__builtin___clear_cache` inline to a "
+        "`__riscv_flush_icache` call instead). icache's call is "
+        f"{rv('icache')['net'] - rv('clear-cache')['net']} instructions longer than "
+        "clear-cache's (its `Result` with the errno), against a system call.")
     fl = lambda arch, cpu, imp: r[(arch, cpu, imp, "flush", 0)]["net"]
     t.append(
         f"* **Steady-state `pipeline_flush_mt`**: one system call, like the raw call, but "
