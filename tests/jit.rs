@@ -361,6 +361,7 @@ const SLOT: usize = 16;
 fn multi_thread_publish() {
     const GENERATIONS: u32 = 400;
     const READERS: usize = 2;
+    const MIN_GENERATIONS: u32 = 20;
     let time_limit = Duration::from_secs(3);
 
     let mut map = CodeMap::new(FIRST_SLOT + SLOT * (GENERATIONS as usize + 1)).unwrap();
@@ -422,7 +423,9 @@ fn multi_thread_publish() {
     let start = Instant::now();
     let mut last = 0;
     for k in 1..=GENERATIONS {
-        if start.elapsed() > time_limit {
+        // The time limit ends the test early only once it has tested enough generations: slow
+        // emulators (RISC-V under full-system TCG) then take longer instead of failing.
+        if start.elapsed() > time_limit && k > MIN_GENERATIONS {
             break;
         }
         let s = slot(k);
@@ -453,7 +456,7 @@ fn multi_thread_publish() {
             "a reader ran an old entry after the last publish"
         );
     }
-    assert!(last >= 20, "only {last} generations in {time_limit:?}");
+    assert!(last >= MIN_GENERATIONS, "only {last} generations");
     eprintln!(
         "multi_thread_publish: {last} generations, {} calls, {READERS} readers, flush {}",
         calls.load(Ordering::Relaxed),
