@@ -23,6 +23,7 @@ pub fn membarrier_available() -> Result<(), i32> {
 }
 
 /// `membarrier(cmd, flags = 0, cpu_id = 0)`: the non-negative result, or the errno.
+#[inline]
 pub fn membarrier(cmd: i32) -> Result<i32, i32> {
     // SAFETY: membarrier takes integers only and touches no user memory.
     let r = unsafe {

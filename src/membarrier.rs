@@ -127,9 +127,23 @@ pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
     }
 }
 
-/// One system call in the steady state.
+/// One system call in the steady state. The common case (SYNC_CORE registered) is inlined and
+/// makes the syscall directly; everything else is out of line.
 #[inline]
 pub fn pipeline_flush_mt() -> Result<(), Error> {
+    if STATE.load(Ordering::Relaxed) == 1 {
+        return match os::membarrier(cmd::PRIVATE_EXPEDITED_SYNC_CORE) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::os("membarrier(PRIVATE_EXPEDITED_SYNC_CORE)", e)),
+        };
+    }
+    pipeline_flush_other()
+}
+
+/// The first call, the fallbacks, and a remembered failure.
+#[cold]
+#[inline(never)]
+fn pipeline_flush_other() -> Result<(), Error> {
     let (cmd, op) = match STATE.load(Ordering::Relaxed) {
         1 => (
             cmd::PRIVATE_EXPEDITED_SYNC_CORE,
@@ -145,6 +159,7 @@ pub fn pipeline_flush_mt() -> Result<(), Error> {
             return os::riscv_flush_icache(0, 0, 0)
                 .map_err(|e| Error::os("riscv_flush_icache(flags = 0)", e));
         }
+        // Not chosen yet (0), or a remembered failure: the choice says which.
         _ => {
             prepare_pipeline_flush()?;
             return pipeline_flush_mt();
