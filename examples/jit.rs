@@ -3,8 +3,18 @@
 //!
 //! Run: `cargo run --example jit` (or under qemu-user for another architecture).
 
+// The page handling below is written for Unix (`mmap`/`mprotect`); Windows users want
+// `VirtualAlloc`/`VirtualProtect` (see tests/windows_jit.rs).
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("this example maps memory with mmap: run it on a Unix system");
+    std::process::exit(2);
+}
+
+#[cfg(unix)]
 use std::io;
 
+#[cfg(unix)]
 /// The machine code of `x + k` for the host architecture, returning in the ABI's register.
 fn emit_add(k: i16) -> Vec<u8> {
     let k = k as i32;
@@ -37,6 +47,7 @@ fn emit_add(k: i16) -> Vec<u8> {
     }
 }
 
+#[cfg(unix)]
 fn words(ws: &[u32]) -> Vec<u8> {
     ws.iter()
         .flat_map(|w| {
@@ -49,12 +60,14 @@ fn words(ws: &[u32]) -> Vec<u8> {
         .collect()
 }
 
+#[cfg(unix)]
 /// One page of anonymous memory, writable or executable, never both.
 struct Page {
     ptr: *mut u8,
     len: usize,
 }
 
+#[cfg(unix)]
 impl Page {
     fn new() -> io::Result<Page> {
         // SAFETY: sysconf has no preconditions.
@@ -107,6 +120,7 @@ impl Page {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Page {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping this value owns.
@@ -114,6 +128,7 @@ impl Drop for Page {
     }
 }
 
+#[cfg(unix)]
 fn main() -> io::Result<()> {
     let info = icache::cache_info();
     println!("cache: {info:?}");
