@@ -25,18 +25,18 @@ pub fn read_ctr_el0() -> u64 {
     ctr
 }
 
-/// Runs the maintenance instruction `$op` on `$count >= 1` lines of `1 << $log2` bytes from
+/// Runs the maintenance instruction `$op` on `1 + $more` lines of `1 << $log2` bytes from
 /// `$first`.
 ///
-/// The first line unconditionally (so no path through the code skips the walk), then the
-/// remaining `count - 1` lines: one, then two, as their low bits say, then groups of four. That
-/// is 2.5 instructions per line instead of 4 (each line still needs its own address: one `add`)
-/// and 6 for a single line, the same as a plain loop's 4 plus its setup.
+/// The first line unconditionally (so no path through the code skips the walk), then the `more`
+/// lines after it: one, then two, as their low bits say, then groups of four. That is 2.5
+/// instructions per line instead of a plain loop's 4 (each line still needs its own address:
+/// one `add`), and 5 for a single line. Taking `more` rather than a count lets the compiler fold
+/// the planner's `+ 1` away.
 macro_rules! walk_lines {
-    ($op:literal, $first:expr, $count:expr, $log2:expr) => {
+    ($op:literal, $first:expr, $more:expr, $log2:expr) => {
         asm!(
             concat!($op, ", {a}"),
-            "sub {n}, {n}, #1",
             "tbz {n}, #0, 2f",
             "add {a}, {a}, {s}",
             concat!($op, ", {a}"),
@@ -62,7 +62,7 @@ macro_rules! walk_lines {
             "b.ne 4b",
             "5:",
             a = inout(reg) $first => _,
-            n = inout(reg) $count => _,
+            n = inout(reg) $more => _,
             s = in(reg) 1usize << $log2,
             // Not `nomem`: the maintenance must stay after the stores of the code (and, for
             // `ic ivau`, after the cleans' `dsb`). Flags are clobbered by `subs`.
@@ -71,26 +71,25 @@ macro_rules! walk_lines {
     };
 }
 
-/// `dc cvau` on `count` lines of `1 << line_log2` bytes from `first`.
+/// `dc cvau` on `1 + more` lines of `1 << line_log2` bytes from `first`.
 ///
 /// # Safety
 /// Every line must be mapped readable by this process (otherwise the instruction faults: at EL0
-/// `dc cvau` and `ic ivau` need read permission, per the Arm ARM). `count >= 1`.
+/// `dc cvau` and `ic ivau` need read permission, per the Arm ARM).
 #[inline(always)]
-pub unsafe fn dc_cvau_lines(first: usize, count: usize, line_log2: u32) {
-    // SAFETY: the caller guarantees the lines are mapped and `count >= 1` (a `LineWalk` never
-    // has 0); the walk touches exactly `count` lines.
-    unsafe { walk_lines!("dc cvau", first, count, line_log2) }
+pub unsafe fn dc_cvau_lines(first: usize, more: usize, line_log2: u32) {
+    // SAFETY: the caller guarantees the lines are mapped; the walk touches exactly `1 + more`.
+    unsafe { walk_lines!("dc cvau", first, more, line_log2) }
 }
 
-/// `ic ivau` on `count` lines of `1 << line_log2` bytes from `first`.
+/// `ic ivau` on `1 + more` lines of `1 << line_log2` bytes from `first`.
 ///
 /// # Safety
 /// As for [`dc_cvau_lines`].
 #[inline(always)]
-pub unsafe fn ic_ivau_lines(first: usize, count: usize, line_log2: u32) {
+pub unsafe fn ic_ivau_lines(first: usize, more: usize, line_log2: u32) {
     // SAFETY: as for `dc_cvau_lines`.
-    unsafe { walk_lines!("ic ivau", first, count, line_log2) }
+    unsafe { walk_lines!("ic ivau", first, more, line_log2) }
 }
 
 /// `dsb ish`: waits for earlier stores and cache maintenance to complete in the inner shareable

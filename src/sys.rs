@@ -103,7 +103,7 @@ cfg_if::cfg_if! {
                 any = true;
                 if let Some(w) = p.clean {
                     // SAFETY: the caller guarantees the lines are mapped; a walk has count >= 1.
-                    unsafe { arch::dc_cvau_lines(w.first, w.count, w.line_log2) };
+                    unsafe { arch::dc_cvau_lines(w.first, w.count - 1, w.line_log2) };
                 }
             }
             if !any {
@@ -115,7 +115,7 @@ cfg_if::cfg_if! {
                 for p in plans {
                     if let Some(w) = p.invalidate {
                         // SAFETY: as above.
-                        unsafe { arch::ic_ivau_lines(w.first, w.count, w.line_log2) };
+                        unsafe { arch::ic_ivau_lines(w.first, w.count - 1, w.line_log2) };
                     }
                 }
                 arch::dsb_ish();
