@@ -29,7 +29,8 @@ fail=0
 for t in "${targets[@]}"; do
   echo "== fuzz: $t for ${seconds}s"
   log=$(mktemp)
-  # Fresh corpus each run (fuzz/corpus is ignored by git): bounded and reproducible in time.
+  # The corpus grows in fuzz/corpus/<target> (ignored by git): empty on a fresh machine, kept
+  # and extended on a warm one. The time bound is what keeps CI predictable.
   if timeout $((seconds + 120)) cargo +nightly fuzz run -a "$t" -- \
     -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
