@@ -15,8 +15,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== fuzz: installing cargo-fuzz (compiles from source)"
   cargo install cargo-fuzz --locked
 fi
-# libFuzzer itself is C++, built by libfuzzer-sys.
-command -v c++ >/dev/null 2>&1 || { echo "fuzz: a C++ compiler (g++) is needed" >&2; exit 1; }
+# libFuzzer itself is C++, built by libfuzzer-sys: install g++ through setup.sh's hook.
+if ! command -v c++ >/dev/null 2>&1; then
+  echo "== fuzz: installing g++"
+  EXTRA_APT=(g++)
+  # shellcheck source=setup.sh
+  source .ci/setup.sh
+fi
 
 cd fuzz
 # Overflow checks and debug assertions on (-a), optimised, AddressSanitizer (the default).
