@@ -26,8 +26,6 @@ export MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-permissive-provenance \
 
 # Too slow under Miri (minutes each), and all pure arithmetic that the native suite and the
 # fuzz targets cover: byte-by-byte sets for every line size and for 128 KiB ranges.
-skip=(--skip exhaustive_small_ranges --skip top_of_address_space)
-slow=walk_covers_exactly_the_lines_touched
 
 pass=0
 fail=0
@@ -45,13 +43,8 @@ step() { # NAME COMMAND...
 }
 
 step "unit tests (--lib)" cargo +nightly miri test --lib
-if [ -e tests/plan.rs ]; then
-  step "tests/plan.rs (PROPTEST_CASES=$PROPTEST_CASES)" \
-    cargo +nightly miri test --test plan -- "${skip[@]}" --skip "$slow"
-  # Its sets of up to 4096 lines take over a minute per case under Miri: one case.
-  step "tests/plan.rs $slow (PROPTEST_CASES=1)" \
-    env PROPTEST_CASES=1 cargo +nightly miri test --test plan -- --exact "$slow"
-fi
+# tests/plan.rs shrinks its ranges under cfg(miri), so all of it runs here.
+step "tests/plan.rs (PROPTEST_CASES=$PROPTEST_CASES)" cargo +nightly miri test --test plan
 # Only the plan module's examples: the rest call pipeline_flush_mt (a system call).
 step "doctests of icache::plan" cargo +nightly miri test --doc -- 'plan::'
 
