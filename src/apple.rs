@@ -36,19 +36,6 @@ pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), 
     Ok(())
 }
 
-/// One call per non-empty range: libSystem walks only what it is given.
-///
-/// # Safety
-/// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
-    ranges: I,
-) -> Result<(), Error> {
-    crate::sys::each_range(ranges, |start, len| {
-        // SAFETY: forwarded from `clear_cache_many`.
-        unsafe { clear_range(start, len, start.wrapping_add(len - 1)) }
-    })
-}
-
 /// Reported as [`Maintenance::SystemCall`]: the OS's library does the work and the crate does not
 /// see how (line sizes stay unknown).
 pub fn cache_info() -> CacheInfo {

@@ -4,18 +4,24 @@
 #[allow(unused_imports)]
 use crate::{plan, CacheInfo, Error, Maintenance, PipelineFlush};
 
-/// Calls `clear(start, len)` once per non-empty range, stopping at the first error: for platforms
-/// whose OS call walks exactly the range it is given (Windows, Apple).
+/// Calls the platform's `clear_range` once per non-empty range, stopping at the first error: for
+/// platforms whose OS call walks exactly the range it is given (Windows, Apple, 32-bit Arm).
+///
+/// # Safety
+/// As for `clear_range`, for every range.
 #[allow(dead_code)]
 #[inline]
-pub(crate) fn each_range<I, F>(ranges: I, mut clear: F) -> Result<(), Error>
-where
-    I: Iterator<Item = (usize, usize)>,
-    F: FnMut(usize, usize) -> Result<(), Error>,
-{
-    ranges
-        .filter(|&(_, len)| len != 0)
-        .try_for_each(|(start, len)| clear(start, len))
+unsafe fn each_range<I: Iterator<Item = (usize, usize)>>(
+    ranges: I,
+    clear_range: unsafe fn(usize, usize, usize) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for (start, len) in ranges {
+        if let Some(Ok(last)) = plan::last_byte(start, len) {
+            // SAFETY: forwarded from the caller.
+            unsafe { clear_range(start, len, last)? };
+        }
+    }
+    Ok(())
 }
 
 cfg_if::cfg_if! {
@@ -41,10 +47,22 @@ cfg_if::cfg_if! {
 cfg_if::cfg_if! {
     if #[cfg(windows)] {
         // Before the architectures: Windows on AArch64 does its maintenance in the kernel.
-        pub use crate::windows::{cache_info, clear_range, clear_ranges};
+        pub use crate::windows::{cache_info, clear_range};
+
+        /// One `FlushInstructionCache` per range: the kernel flushes only what it is given.
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
+            // SAFETY: forwarded from `clear_cache_many`.
+            unsafe { each_range(ranges, clear_range) }
+        }
     } else if #[cfg(target_vendor = "apple")] {
         // Before the architectures: never read `CTR_EL0` on Apple.
-        pub use crate::apple::{cache_info, clear_range, clear_ranges};
+        pub use crate::apple::{cache_info, clear_range};
+
+        /// One `sys_icache_invalidate` per range: libSystem walks only what it is given.
+        pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
+            // SAFETY: forwarded from `clear_cache_many`.
+            unsafe { each_range(ranges, clear_range) }
+        }
     } else if #[cfg(all(
         target_arch = "aarch64",
         any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "none")
@@ -185,13 +203,8 @@ cfg_if::cfg_if! {
 
         /// One `cacheflush` per range: the kernel walks only the range it is given.
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
-            for (start, len) in ranges {
-                if let Some(Ok(last)) = plan::last_byte(start, len) {
-                    // SAFETY: forwarded from `clear_cache_many`.
-                    unsafe { clear_range(start, len, last)? };
-                }
-            }
-            Ok(())
+            // SAFETY: forwarded from `clear_cache_many`.
+            unsafe { each_range(ranges, clear_range) }
         }
 
         pub fn cache_info() -> CacheInfo {

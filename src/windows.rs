@@ -37,19 +37,6 @@ pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), 
     }
 }
 
-/// One call per non-empty range: the kernel flushes only what it is given.
-///
-/// # Safety
-/// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
-    ranges: I,
-) -> Result<(), Error> {
-    crate::sys::each_range(ranges, |start, len| {
-        // SAFETY: forwarded from `clear_cache_many`.
-        unsafe { clear_range(start, len, start.wrapping_add(len - 1)) }
-    })
-}
-
 pub fn cache_info() -> CacheInfo {
     cfg_if::cfg_if! {
         if #[cfg(any(target_arch = "x86_64", target_arch = "x86"))] {
