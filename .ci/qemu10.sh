@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Builds QEMU 10 user mode (qemu-aarch64, qemu-riscv64) with TCG plugins from Debian 13's
+# source package, for the coherence checker: Debian 12's QEMU 7.2 has plugin API v1, which
+# cannot read registers, so a plugin there cannot know which line `dc cvau`/`ic ivau` names.
+#
+# The chain of trust fails closed: the trixie InRelease must carry a good signature from
+# Debian's archive keyring; the Sources index is fetched by the SHA256 that InRelease names
+# (the by-hash path, so a mirror's stale plain index cannot get in the way); the orig tarball
+# must match the SHA256 in that index. Any mismatch ends the script.
+#
+# Prints the install prefix on its last line (stdout); progress goes to stderr. The build is
+# cached under $QEMU10_CACHE (default ~/.cache/icache) keyed by the package version, so a
+# second run costs nothing.
+#   QEMU10_MIRROR=URI   Debian mirror; default: the one this machine's apt uses
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "qemu10: $*" >&2; }
+die() { echo "qemu10: ERROR: $*" >&2; exit 1; }
+
+cache=${QEMU10_CACHE:-$HOME/.cache/icache}
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+mkdir -p "$cache"
+
+# Build tools from Debian (the cross toolchains are setup.sh's business).
+need=()
+for pair in gpgv:gpgv ninja:ninja-build flex:flex bison:bison xz:xz-utils \
+    pkg-config:pkg-config python3:python3; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+[ -e "$keyring" ] || need+=(debian-archive-keyring)
+dpkg -s libglib2.0-dev >/dev/null 2>&1 || need+=(libglib2.0-dev)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]}"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The mirror this machine's apt uses (first deb URI of a Debian release suite).
+find_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    awk '/^URIs:/ { u = $2 } /^Suites:/ && u != "" && $0 ~ /(bookworm|trixie|stable)( |$)/ { print u; exit }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -e "$f" ] || continue
+    sed -E 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" && $3 ~ /^(bookworm|trixie|stable)$/ { print $2 }'
+  done
+}
+mirror=${QEMU10_MIRROR:-$(find_mirror | head -n 1)}
+mirror=${mirror%/}
+[ -n "$mirror" ] || die "no Debian mirror in this machine's apt sources (set QEMU10_MIRROR)"
+
+fetch() { # url out [SHA256:hash]
+  /usr/lib/apt/apt-helper download-file "$1" "$2" ${3:+"$3"} >/dev/null 2>&1
+}
+
+# 1. The signed release file and the source index it names.
+meta=$cache/qemu10-meta
+rm -rf "$meta" && mkdir -p "$meta"
+fetch "$mirror/dists/trixie/InRelease" "$meta/InRelease" || die "cannot fetch trixie InRelease"
+gpgv --quiet --keyring "$keyring" --output "$meta/Release" "$meta/InRelease" 2>/dev/null ||
+  die "trixie InRelease: signature does not verify against $keyring"
+sha=$(awk '/^SHA256:/ { s = 1; next } /^[^ ]/ { s = 0 }
+  s && $3 == "main/source/Sources.xz" { print $1 }' "$meta/Release")
+[ -n "$sha" ] || die "the signed Release names no main/source/Sources.xz"
+fetch "$mirror/dists/trixie/main/source/by-hash/SHA256/$sha" "$meta/Sources.xz" "SHA256:$sha" ||
+  die "Sources.xz by-hash download failed or did not match the signed SHA256"
+echo "$sha  $meta/Sources.xz" | sha256sum --quiet -c - || die "Sources.xz hash mismatch"
+stanza=$(xz -dc "$meta/Sources.xz" | awk -v RS= 'index($0, "Package: qemu\n") == 1')
+version=$(sed -n 's/^Version: //p' <<<"$stanza")
+dir=$(sed -n 's/^Directory: //p' <<<"$stanza")
+orig=$(awk '/^Checksums-Sha256:/ { s = 1; next } /^[^ ]/ { s = 0 }
+  s && $3 ~ /\.orig\.tar\.xz$/ { print $1, $3 }' <<<"$stanza")
+[ -n "$version" ] && [ -n "$dir" ] && [ -n "$orig" ] || die "no qemu source stanza in trixie"
+upstream=${version#*:}
+upstream=${upstream%%+*}
+case $upstream in 10.*) ;; *) die "trixie's qemu is $version, not 10.x" ;; esac
+
+prefix=$cache/qemu-$upstream
+if [ -x "$prefix/bin/qemu-aarch64" ] && [ -x "$prefix/bin/qemu-riscv64" ] &&
+  [ -f "$prefix/include/qemu-plugin.h" ] && [ -f "$prefix/.complete" ]; then
+  say "cached: $prefix ($version)"
+  echo "$prefix"
+  exit 0
+fi
+
+# 2. The tarball, checked against the signed index.
+read -r osha ofile <<<"$orig"
+tarball=$cache/$ofile
+if ! echo "$osha  $tarball" | sha256sum --quiet -c - >/dev/null 2>&1; then
+  say "downloading $ofile ($version)"
+  fetch "$mirror/$dir/$ofile" "$tarball" "SHA256:$osha" || die "$ofile: download failed or SHA256 mismatch"
+fi
+echo "$osha  $tarball" | sha256sum --quiet -c - || die "$ofile: SHA256 mismatch"
+say "$ofile verified (SHA256 $osha from the signed trixie index)"
+
+# 3. meson >= 1.5 and pycotap: the orig tarball lacks QEMU's bundled wheels.
+venv=$cache/qemu10-venv
+if ! "$venv/bin/python3" -c 'import pycotap, mesonbuild' 2>/dev/null; then
+  say "python venv with meson and pycotap"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'meson>=1.5,<2' pycotap >&2
+fi
+
+# 4. Configure and build.
+src=$cache/qemu-$upstream-src
+rm -rf "$src" && mkdir -p "$src"
+tar -xJf "$tarball" -C "$src" --strip-components=1
+build=$src/build
+mkdir -p "$build"
+say "configuring"
+(cd "$build" && PATH="$venv/bin:$PATH" ../configure --prefix="$prefix" --python="$venv/bin/python3" \
+  --target-list=aarch64-linux-user,riscv64-linux-user \
+  --enable-plugins --disable-system --disable-docs --disable-tools --disable-install-blobs \
+  --disable-werror >"$build/configure.log" 2>&1) || { tail -n 30 "$build/configure.log" >&2; die "configure failed"; }
+say "building (ninja)"
+t=$SECONDS
+(cd "$build" && PATH="$venv/bin:$PATH" ninja >"$build/ninja.log" 2>&1) ||
+  { tail -n 30 "$build/ninja.log" >&2; die "build failed"; }
+(cd "$build" && PATH="$venv/bin:$PATH" ninja install >"$build/install.log" 2>&1) ||
+  { tail -n 30 "$build/install.log" >&2; die "install failed"; }
+say "built in $((SECONDS - t)) s"
+[ -f "$prefix/include/qemu-plugin.h" ] || cp "$src/include/qemu/qemu-plugin.h" "$prefix/include/"
+echo "$version" >"$prefix/.complete"
+rm -rf "$src"
+echo "$prefix"

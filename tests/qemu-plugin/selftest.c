@@ -1,0 +1,317 @@
+/*
+ * Self-tests of the coherence checker (coherence.c): one mode per way of getting instruction
+ * cache maintenance wrong, and the complete sequences, for aarch64 and riscv64 Linux.
+ * `.ci/coherence.sh` runs every mode under the checker and compares the classes it reports
+ * with the table in .ci/coherence.py. Built static with the cross gcc.
+ *
+ * Each mode writes a 256-byte function (returns 63) at offset 12 of an RWX page, so it spans
+ * several cache lines on every model and starts mid-line, makes it "coherent" in its own way
+ * and calls it. No system call runs between the writes and the call unless the mode says so,
+ * because on AArch64 the return of any system call is a context synchronisation.
+ *
+ * Usage: selftest MODE   (selftest list prints the modes)
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define NINSN 64
+#define OFFSET 12
+
+static uint8_t *page;
+static uint32_t *code;
+static _Atomic int go, done;
+static long result;
+
+typedef long (*fn_t)(void);
+
+static void write_code(void)
+{
+#if defined(__aarch64__)
+    code[0] = 0xd2800020; /* movz x0, #1 */
+    for (int i = 1; i < NINSN - 1; i++) {
+        code[i] = 0x91000400; /* add x0, x0, #1 */
+    }
+    code[NINSN - 1] = 0xd65f03c0; /* ret */
+#elif defined(__riscv)
+    code[0] = 0x00100513; /* addi a0, zero, 1 */
+    for (int i = 1; i < NINSN - 1; i++) {
+        code[i] = 0x00150513; /* addi a0, a0, 1 */
+    }
+    code[NINSN - 1] = 0x00008067; /* ret */
+#endif
+}
+
+static void run(void) { result = ((fn_t)(void *)code)(); }
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&go, memory_order_acquire)) {
+    }
+    run(); /* no system call between seeing `go` and running the code */
+    atomic_store_explicit(&done, 1, memory_order_release);
+    return NULL;
+}
+
+static pthread_t start_reader(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, reader, NULL)) {
+        perror("pthread_create");
+        exit(2);
+    }
+    return t;
+}
+
+static void publish_and_wait(pthread_t t)
+{
+    atomic_store_explicit(&go, 1, memory_order_release);
+    while (!atomic_load_explicit(&done, memory_order_acquire)) {
+    }
+    pthread_join(t, NULL);
+}
+
+static long sys_membarrier_sync_core(void)
+{
+    /* REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, then PRIVATE_EXPEDITED_SYNC_CORE */
+    if (syscall(SYS_membarrier, 64, 0, 0)) {
+        return -1;
+    }
+    return syscall(SYS_membarrier, 32, 0, 0);
+}
+
+#if defined(__aarch64__)
+static uintptr_t dline, iline;
+
+static void read_ctr(void)
+{
+    uint64_t ctr;
+    __asm__ volatile("mrs %0, ctr_el0" : "=r"(ctr));
+    dline = 4u << ((ctr >> 16) & 15);
+    iline = 4u << (ctr & 15);
+}
+
+static void clean(uintptr_t stride)
+{
+    uintptr_t start = (uintptr_t)code & ~(dline - 1), end = (uintptr_t)(code + NINSN);
+    for (uintptr_t a = start; a < end; a += stride) {
+        __asm__ volatile("dc cvau, %0" ::"r"(a) : "memory");
+    }
+}
+
+static void inval(uintptr_t stride)
+{
+    uintptr_t start = (uintptr_t)code & ~(iline - 1), end = (uintptr_t)(code + NINSN);
+    for (uintptr_t a = start; a < end; a += stride) {
+        __asm__ volatile("ic ivau, %0" ::"r"(a) : "memory");
+    }
+}
+
+static void dsb(void) { __asm__ volatile("dsb ish" ::: "memory"); }
+static void isb(void) { __asm__ volatile("isb" ::: "memory"); }
+
+static void full(void)
+{
+    clean(dline);
+    dsb();
+    inval(iline);
+    dsb();
+    isb();
+}
+
+static int mode(const char *m)
+{
+    read_ctr();
+    if (!strcmp(m, "full")) {
+        write_code();
+        full();
+        run();
+    } else if (!strcmp(m, "full-mt")) {
+        pthread_t t = start_reader();
+        write_code();
+        full();
+        if (sys_membarrier_sync_core()) {
+            perror("membarrier");
+            return 2;
+        }
+        publish_and_wait(t);
+    } else if (!strcmp(m, "no-clean")) {
+        write_code();
+        dsb();
+        inval(iline);
+        dsb();
+        isb();
+        run();
+    } else if (!strcmp(m, "no-dsb")) { /* no barrier at all: with IDC the store never completes */
+        write_code();
+        inval(iline);
+        isb();
+        run();
+    } else if (!strcmp(m, "no-dsb-between")) {
+        write_code();
+        clean(dline);
+        inval(iline);
+        dsb();
+        isb();
+        run();
+    } else if (!strcmp(m, "no-invalidate")) {
+        write_code();
+        clean(dline);
+        dsb();
+        dsb();
+        isb();
+        run();
+    } else if (!strcmp(m, "no-dsb-after-invalidate")) {
+        write_code();
+        clean(dline);
+        dsb();
+        inval(iline);
+        isb();
+        run();
+    } else if (!strcmp(m, "double-stride")) {
+        write_code();
+        clean(2 * dline);
+        dsb();
+        inval(2 * iline);
+        dsb();
+        isb();
+        run();
+    } else if (!strcmp(m, "no-isb")) {
+        write_code();
+        clean(dline);
+        dsb();
+        inval(iline);
+        dsb();
+        run();
+    } else if (!strcmp(m, "other-thread-no-sync")) {
+        pthread_t t = start_reader();
+        write_code();
+        full();
+        publish_and_wait(t);
+    } else if (!strcmp(m, "store-after-flush")) {
+        write_code();
+        full();
+        code[NINSN / 2] = 0x91000400; /* the same instruction, stored again */
+        run();
+    } else {
+        return -1;
+    }
+    return 0;
+}
+static const char *const modes = "full full-mt no-clean no-dsb no-dsb-between no-invalidate "
+                                 "no-dsb-after-invalidate double-stride no-isb "
+                                 "other-thread-no-sync store-after-flush";
+
+#elif defined(__riscv)
+static void fence_i(void) { __asm__ volatile("fence.i" ::: "memory"); }
+
+static long flush_icache(long flags)
+{
+    /* riscv_flush_icache(start, end, flags) */
+    return syscall(259, (long)code, (long)(code + NINSN), flags);
+}
+
+static int mode(const char *m)
+{
+    if (!strcmp(m, "full")) { /* fence.i on the only thread; warns: no prctl */
+        write_code();
+        fence_i();
+        run();
+    } else if (!strcmp(m, "flush-all-mt")) {
+        pthread_t t = start_reader();
+        write_code();
+        if (flush_icache(0)) {
+            perror("riscv_flush_icache");
+            return 2;
+        }
+        publish_and_wait(t);
+    } else if (!strcmp(m, "membarrier-mt")) {
+        pthread_t t = start_reader();
+        write_code();
+        if (sys_membarrier_sync_core()) {
+            perror("membarrier");
+            return 2;
+        }
+        publish_and_wait(t);
+    } else if (!strcmp(m, "flush-local-same-thread")) {
+        write_code();
+        if (flush_icache(1)) {
+            perror("riscv_flush_icache");
+            return 2;
+        }
+        run();
+    } else if (!strcmp(m, "no-fence")) {
+        write_code();
+        run();
+    } else if (!strcmp(m, "flush-local-other-thread")) {
+        pthread_t t = start_reader();
+        write_code();
+        if (flush_icache(1)) {
+            perror("riscv_flush_icache");
+            return 2;
+        }
+        publish_and_wait(t);
+    } else if (!strcmp(m, "fence-i-other-thread")) {
+        pthread_t t = start_reader();
+        write_code();
+        fence_i();
+        publish_and_wait(t);
+    } else if (!strcmp(m, "store-after-flush")) {
+        write_code();
+        if (flush_icache(0)) {
+            perror("riscv_flush_icache");
+            return 2;
+        }
+        code[NINSN / 2] = 0x00150513; /* the same instruction, stored again */
+        run();
+    } else {
+        return -1;
+    }
+    return 0;
+}
+static const char *const modes = "full flush-all-mt membarrier-mt flush-local-same-thread "
+                                 "no-fence flush-local-other-thread fence-i-other-thread "
+                                 "store-after-flush";
+#else
+#error "aarch64 or riscv64 only"
+#endif
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: selftest MODE | list\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "list")) {
+        puts(modes);
+        return 0;
+    }
+    page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        perror("mmap");
+        return 2;
+    }
+    code = (uint32_t *)(page + OFFSET);
+    int r = mode(argv[1]);
+    if (r < 0) {
+        fprintf(stderr, "unknown mode %s (selftest list)\n", argv[1]);
+        return 2;
+    }
+    if (r) {
+        return r;
+    }
+    if (result != NINSN - 1) {
+        fprintf(stderr, "%s: the code returned %ld, not %d\n", argv[1], result, NINSN - 1);
+        return 1;
+    }
+    printf("%s: ok\n", argv[1]);
+    return 0;
+}
