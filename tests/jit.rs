@@ -434,6 +434,11 @@ fn multi_thread_publish() {
         unsafe { map.write_unpublished(s, &code) };
         // SAFETY: inside the live, readable mapping.
         unsafe { icache::clear_cache(map.ptr_at(s), code.len()) }.unwrap();
+        // The readers keep running through the entry, so one may take the new jump before the
+        // flush below: every reader must already have synchronised after slot k became
+        // coherent (Arm ARM: a context synchronisation on the executing core after the
+        // invalidation completes), or it may run stale bytes of slot k.
+        common::flush_mt_or_fail();
         // SAFETY: the entry is only ever written by `patch`; the mapping is RWX.
         unsafe { map.patch(ENTRY, &native::jump(entry_addr, map.addr() + s)) };
         // SAFETY: as above.

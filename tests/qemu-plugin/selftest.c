@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@
 
 static uint8_t *page;
 static uint32_t *code;
-static _Atomic int go, done;
+static _Atomic int ready, go, done;
 static long result;
 
 typedef long (*fn_t)(void);
@@ -54,6 +55,8 @@ static void run(void) { result = ((fn_t)(void *)code)(); }
 static void *reader(void *arg)
 {
     (void)arg;
+    /* From here on the reader makes no system call: its start-up ones are behind it. */
+    atomic_store_explicit(&ready, 1, memory_order_release);
     while (!atomic_load_explicit(&go, memory_order_acquire)) {
     }
     run(); /* no system call between seeing `go` and running the code */
@@ -68,6 +71,8 @@ static pthread_t start_reader(void)
         perror("pthread_create");
         exit(2);
     }
+    while (!atomic_load_explicit(&ready, memory_order_acquire)) {
+    }
     return t;
 }
 
@@ -76,6 +81,56 @@ static void publish_and_wait(pthread_t t)
     atomic_store_explicit(&go, 1, memory_order_release);
     while (!atomic_load_explicit(&done, memory_order_acquire)) {
     }
+    pthread_join(t, NULL);
+}
+
+/* Concurrent modification: a reader calls the entry in a loop while the writer replaces one
+ * instruction and, before making it coherent, waits until the reader has run it many times,
+ * so the reader certainly executes the new bytes before they are synchronised. */
+static _Atomic long calls;
+static _Atomic int stop;
+static long expect = NINSN - 1;
+
+static void *looper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&stop, memory_order_acquire)) {
+        run();
+        atomic_fetch_add_explicit(&calls, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void wait_calls(long n)
+{
+    long target = atomic_load_explicit(&calls, memory_order_acquire) + n;
+    while (atomic_load_explicit(&calls, memory_order_acquire) < target) {
+    }
+}
+
+static long sys_membarrier_sync_core(void);
+
+/* Runs the looper, stores `word` at code[at] with one 32-bit store (or two 16-bit ones), lets
+ * the looper run it 100 times, then calls `sync` and stops the looper. */
+static void concurrent_patch(int at, uint32_t word, bool torn, void (*sync)(void))
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, looper, NULL)) {
+        perror("pthread_create");
+        exit(2);
+    }
+    wait_calls(100);
+    if (torn) {
+        volatile uint16_t *half = (volatile uint16_t *)&code[at];
+        half[0] = (uint16_t)word;
+        half[1] = (uint16_t)(word >> 16);
+    } else {
+        *(volatile uint32_t *)&code[at] = word;
+    }
+    wait_calls(100);
+    sync();
+    wait_calls(10);
+    atomic_store_explicit(&stop, 1, memory_order_release);
     pthread_join(t, NULL);
 }
 
@@ -125,6 +180,15 @@ static void full(void)
     inval(iline);
     dsb();
     isb();
+}
+
+static void full_mt(void)
+{
+    full();
+    if (sys_membarrier_sync_core()) {
+        perror("membarrier");
+        exit(2);
+    }
 }
 
 static int mode(const char *m)
@@ -201,6 +265,22 @@ static int mode(const char *m)
         full();
         code[NINSN / 2] = 0x91000400; /* the same instruction, stored again */
         run();
+    } else if (!strcmp(m, "cmodx-branch")) { /* b f1 -> b f2: allowed (Arm ARM B2.2.5) */
+        code[0] = 0x14000010;                /* b +64 */
+        code[16] = 0xd2800020;               /* f1: movz x0, #1 */
+        code[17] = 0xd65f03c0;               /* ret */
+        code[32] = 0xd2800040;               /* f2: movz x0, #2 */
+        code[33] = 0xd65f03c0;               /* ret */
+        full();
+        concurrent_patch(0, 0x14000020, false, full_mt); /* b +128 */
+        expect = 2;
+        result = 2;
+    } else if (!strcmp(m, "cmodx-data")) { /* movz #1 -> movz #2: not in the list */
+        code[0] = 0xd2800020;
+        code[1] = 0xd65f03c0;
+        full();
+        concurrent_patch(0, 0xd2800040, false, full_mt);
+        expect = result = 2;
     } else {
         return -1;
     }
@@ -208,7 +288,7 @@ static int mode(const char *m)
 }
 static const char *const modes = "full full-mt no-clean no-dsb no-dsb-between no-invalidate "
                                  "no-dsb-after-invalidate double-stride no-isb "
-                                 "other-thread-no-sync store-after-flush";
+                                 "other-thread-no-sync store-after-flush cmodx-branch cmodx-data";
 
 #elif defined(__riscv)
 static void fence_i(void) { __asm__ volatile("fence.i" ::: "memory"); }
@@ -217,6 +297,14 @@ static long flush_icache(long flags)
 {
     /* riscv_flush_icache(start, end, flags) */
     return syscall(259, (long)code, (long)(code + NINSN), flags);
+}
+
+static void flush_all(void)
+{
+    if (flush_icache(0)) {
+        perror("riscv_flush_icache");
+        exit(2);
+    }
 }
 
 static int mode(const char *m)
@@ -272,6 +360,21 @@ static int mode(const char *m)
         }
         code[NINSN / 2] = 0x00150513; /* the same instruction, stored again */
         run();
+    } else if (!strcmp(m, "cmodx-branch")) { /* j f1 -> j f2: one aligned 32-bit store */
+        code[0] = 0x0400006f;                /* jal zero, +64 */
+        code[16] = 0x00100513;               /* f1: addi a0, zero, 1 */
+        code[17] = 0x00008067;               /* ret */
+        code[32] = 0x00200513;               /* f2: addi a0, zero, 2 */
+        code[33] = 0x00008067;               /* ret */
+        flush_all();
+        concurrent_patch(0, 0x0800006f, false, flush_all); /* jal zero, +128 */
+        expect = result = 2;
+    } else if (!strcmp(m, "cmodx-torn")) { /* the same patch as two 16-bit stores */
+        code[0] = 0x00100513;
+        code[1] = 0x00008067;
+        flush_all();
+        concurrent_patch(0, 0x00200513, true, flush_all);
+        expect = result = 2;
     } else {
         return -1;
     }
@@ -279,7 +382,7 @@ static int mode(const char *m)
 }
 static const char *const modes = "full flush-all-mt membarrier-mt flush-local-same-thread "
                                  "no-fence flush-local-other-thread fence-i-other-thread "
-                                 "store-after-flush";
+                                 "store-after-flush cmodx-branch cmodx-torn";
 #else
 #error "aarch64 or riscv64 only"
 #endif
@@ -308,8 +411,8 @@ int main(int argc, char **argv)
     if (r) {
         return r;
     }
-    if (result != NINSN - 1) {
-        fprintf(stderr, "%s: the code returned %ld, not %d\n", argv[1], result, NINSN - 1);
+    if (result != expect) {
+        fprintf(stderr, "%s: the code returned %ld, not %ld\n", argv[1], result, expect);
         return 1;
     }
     printf("%s: ok\n", argv[1]);
