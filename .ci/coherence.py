@@ -39,7 +39,8 @@ def read_dir(path):
     """Per process: {'pid', 'summary' or None, 'findings': {class: n}, 'warnings': {...}}."""
     procs = []
     for f in sorted(glob.glob(os.path.join(path, "coherence-*.jsonl"))):
-        proc = {"file": f, "summary": None, "findings": {}, "warnings": {}, "first": []}
+        proc = {"file": f, "summary": None, "findings": {}, "warnings": {}, "first": [],
+                "no_ic": 0, "with_ic": 0}
         with open(f) as fh:
             for line in fh:
                 line = line.strip()
@@ -55,6 +56,8 @@ def read_dir(path):
                 elif kind in ("finding", "warning"):
                     bucket = proc["findings"] if kind == "finding" else proc["warnings"]
                     bucket[rec["class"]] = bucket.get(rec["class"], 0) + 1
+                    if "ic_ivau_seen" in rec:
+                        proc["with_ic" if rec["ic_ivau_seen"] else "no_ic"] += 1
                     if kind == "finding" and len(proc["first"]) < 3:
                         proc["first"].append(rec)
         procs.append(proc)
@@ -63,11 +66,13 @@ def read_dir(path):
 
 def total(procs):
     out = {"processes": len(procs), "unfinished": 0, "findings": {}, "warnings": {},
-           "checked": 0, "cmodx": 0}
+           "checked": 0, "cmodx": 0, "no_ic": 0, "with_ic": 0}
     for p in procs:
         for key in ("findings", "warnings"):
             for c, n in p[key].items():
                 out[key][c] = out[key].get(c, 0) + n
+        out["no_ic"] += p["no_ic"]
+        out["with_ic"] += p["with_ic"]
         if p["summary"] is None:
             out["unfinished"] += 1
         else:
@@ -99,6 +104,10 @@ def summarize(args):
           f"code checked, {t['cmodx']} under concurrent modification (allowed)")
     if not procs:
         print("coherence: no process reported: the checker did not run")
+        return 1
+    if t["checked"] < args.min_checked:
+        print(f"coherence: only {t['checked']} executions of written code were checked "
+              f"(at least {args.min_checked} expected): nothing was under test")
         return 1
     if t["unfinished"]:
         print(f"coherence: {t['unfinished']} processes left no summary")
@@ -179,17 +188,136 @@ def selftest(args):
     return 1 if failed else 0
 
 
+IMPLS = ["icache", "wasmtime50", "wasmtime48", "wasmtime34", "clear-cache", "dynasmrt", "libgcc",
+         "none"]
+IMPL_NAMES = {
+    "icache": "icache", "wasmtime50": "wasmtime-internal-jit-icache-coherence 50.0.1",
+    "wasmtime48": "wasmtime-internal-jit-icache-coherence 48.0.8",
+    "wasmtime34": "wasmtime-jit-icache-coherence 34.0.2", "clear-cache": "clear-cache 0.1.3",
+    "dynasmrt": "dynasmrt 5.1 `cache_control`", "libgcc": "libgcc `__clear_cache`",
+    "none": "no flush at all",
+}
+SCENARIOS = ["one", "two"]
+SHORT = {
+    "no-clean": "no clean", "clean-not-completed": "clean incomplete",
+    "store-not-completed": "store incomplete", "no-invalidate": "no ic",
+    "invalidate-before-clean": "ic before clean", "invalidate-not-completed": "ic incomplete",
+    "no-context-sync-writer": "no isb (writer)", "no-context-sync-other": "no sync (reader)",
+    "no-fence-i": "no fence.i", "fence-i-other-hart": "other hart only",
+}
+
+
+def cell_text(r):
+    if r["status"] == "unsupported":
+        return "n/a"
+    if r["status"] == "error":
+        return "error"
+    f = r["t"]["findings"]
+    if not f:
+        text = "0"
+    else:
+        text = ", ".join(f"{SHORT.get(c, c)} {n}" for c, n in sorted(f.items()))
+        no_ic, with_ic = r["t"]["no_ic"], r["t"]["with_ic"]
+        if no_ic and with_ic:
+            text += f" (no ic ivau on {no_ic} of {no_ic + with_ic})"
+    if r["t"]["warnings"]:
+        text += " + warning: fence.i without prctl"
+    return text
+
+
+def peers(args):
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for cpu, arch, what in MODELS:
+            binary = args.aarch64 if arch == "aarch64" else args.riscv64
+            for impl in IMPLS:
+                for sc in SCENARIOS:
+                    out = os.path.join(tmp, f"{cpu}-{impl}-{sc}")
+                    os.makedirs(out)
+                    status, t, text = run_checked(args.run, cpu, out, [binary, impl, sc])
+                    if status == 2:
+                        st = "unsupported"
+                    elif status in (0, 1) and t["processes"] and not t["unfinished"] \
+                            and ("ok " in text or status == 1):
+                        st = "ran"
+                    else:
+                        st = "error"
+                        print(f"peers: {impl} {sc} on {cpu}: exit {status}\n{text[-1500:]}")
+                    results[(cpu, impl, sc)] = {"status": st, "t": t}
+                    print(f"peers: {cpu:12} {impl:12} {sc}: {cell_text(results[(cpu, impl, sc)])}")
+
+    def flagged(cpu, impl, sc):
+        r = results[(cpu, impl, sc)]
+        return r["status"] == "ran" and bool(r["t"]["findings"])
+
+    def clean(cpu, impl, sc):
+        r = results[(cpu, impl, sc)]
+        return r["status"] == "ran" and not r["t"]["findings"]
+
+    # What the peers are known to get wrong (REFERENCE.md, issue 8): each must show.
+    aarch64 = [m for m, a, _ in MODELS if a == "aarch64"]
+    checks = []
+    for cpu, arch, _ in MODELS:
+        for sc in SCENARIOS:
+            checks.append((f"icache has no finding ({cpu}, {sc})", clean(cpu, "icache", sc)))
+            checks.append((f"no flush is flagged ({cpu}, {sc})", flagged(cpu, "none", sc)))
+    for cpu in aarch64:
+        for sc in SCENARIOS:
+            checks.append((f"wasmtime 34 is flagged ({cpu}, {sc})", flagged(cpu, "wasmtime34", sc)))
+    for cpu in ("max", "cortex-a53", "a64fx"):
+        r = results[(cpu, "wasmtime48", "one")]
+        checks.append((f"wasmtime 48 misses the clean ({cpu})",
+                       "no-clean" in r["t"]["findings"]))
+    r = results[("max", "wasmtime48", "one")]["t"]
+    checks.append(("wasmtime 48's 64-byte stride skips every other 32-byte line (max)",
+                   r["no_ic"] > 0 and r["with_ic"] > 0))
+    for sc in SCENARIOS:
+        checks.append((f"libgcc is flagged on riscv64 ({sc})", flagged("rv64", "libgcc", sc)))
+    for impl in IMPLS:
+        if impl != "icache":
+            checks.append((f"{impl} is flagged with two threads on riscv64",
+                           flagged("rv64", impl, "two")))
+    passed = sum(1 for _, ok in checks if ok)
+    for name, ok in checks:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}")
+
+    if args.markdown:
+        cols = [(cpu, sc) for cpu, _, _ in MODELS for sc in SCENARIOS]
+        lines = []
+        lines.append("| implementation | " + " | ".join(
+            f"{cpu} {'1 thread' if sc == 'one' else '2 threads'}" for cpu, sc in cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for impl in IMPLS:
+            lines.append(f"| {IMPL_NAMES[impl]} | " + " | ".join(
+                cell_text(results[(cpu, impl, sc)]) for cpu, sc in cols) + " |")
+        with open(args.markdown, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        with open(args.markdown.replace(".md", ".json"), "w") as fh:
+            json.dump({f"{c}/{i}/{s}": {"status": r["status"], "findings": r["t"]["findings"],
+                                       "warnings": r["t"]["warnings"], "no_ic": r["t"]["no_ic"],
+                                       "with_ic": r["t"]["with_ic"]}
+                       for (c, i, s), r in results.items()}, fh, indent=1, sort_keys=True)
+    print(f"coherence peers: {passed} passed, {len(checks) - passed} failed")
+    return 0 if passed == len(checks) else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("summarize")
     s.add_argument("dir")
+    s.add_argument("--min-checked", type=int, default=0)
     s = sub.add_parser("selftest")
     s.add_argument("--run", required=True)
     s.add_argument("--aarch64", required=True)
     s.add_argument("--riscv64", required=True)
+    s = sub.add_parser("peers")
+    s.add_argument("--run", required=True)
+    s.add_argument("--aarch64", required=True)
+    s.add_argument("--riscv64", required=True)
+    s.add_argument("--markdown")
     args = ap.parse_args()
-    return {"summarize": summarize, "selftest": selftest}[args.cmd](args)
+    return {"summarize": summarize, "selftest": selftest, "peers": peers}[args.cmd](args)
 
 
 if __name__ == "__main__":

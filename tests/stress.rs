@@ -346,6 +346,10 @@ fn publish_round(deadline: Instant) -> (u32, u64, bool) {
         unsafe { map.write_unpublished(s, &code) };
         // SAFETY: inside the live, readable mapping.
         unsafe { icache::clear_cache(map.ptr_at(s), code.len()) }.unwrap();
+        // Readers run through the entry all the time and may take the new jump before the
+        // flush below, so each must have synchronised after slot k became coherent (Arm ARM:
+        // a context synchronisation on the executing core after the invalidation completes).
+        common::flush_mt_or_fail();
         // SAFETY: entries are only ever written by `patch`; the mapping is RWX.
         unsafe { map.patch(entry(e), &native::jump(base + entry(e), base + s)) };
         // SAFETY: as above.

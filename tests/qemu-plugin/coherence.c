@@ -379,8 +379,9 @@ static void own_process(void)
     }
 }
 
+/* ic_seen: 1 if an ic ivau covered these bytes after the store (AArch64), 0 if none, -1 n/a */
 static void emit(enum cls c, unsigned idx, uint64_t pc, uint64_t addr, uint64_t s,
-                 uint64_t store_pc)
+                 uint64_t store_pc, int ic_seen)
 {
     own_process();
     counts[c]++;
@@ -396,6 +397,9 @@ static void emit(enum cls c, unsigned idx, uint64_t pc, uint64_t addr, uint64_t 
                     "\"store_pc\":\"0x%" PRIx64 "\",\"store_thread\":%ld,\"store_vcpu\":%u,"
                     "\"store_time\":%" PRIu64 ",",
                     store_pc, vcpu_tid(store_vcpu(s)), store_vcpu(s), store_time(s));
+        }
+        if (ic_seen >= 0) {
+            fprintf(out, "\"ic_ivau_seen\":%s,", ic_seen ? "true" : "false");
         }
         fprintf(out, "\"missing\":\"%s\"}\n", cls_missing[c]);
         fflush(out);
@@ -511,7 +515,7 @@ static uint64_t read_x(unsigned r)
     return v;
 }
 
-static uint64_t clean_done(struct maint *m, uint64_t s);
+static uint64_t clean_done(struct maint *m, uint64_t s, unsigned by);
 
 /* userdata of a maintenance instruction: (pc << 8) | (inval << 5) | Rt */
 static void maint_cb(unsigned int idx, void *udata)
@@ -537,7 +541,7 @@ static void maint_cb(unsigned int idx, void *udata)
         struct maint *m = maint_of(p, g);
         if (!inval) {
             m->clean_issued = t;
-        } else if (clean_done(m, s)) {
+        } else if (clean_done(m, s, idx)) {
             m->inval_issued = t;
         } else {
             m->inval_early = t;
@@ -562,11 +566,19 @@ static uint64_t dsb_after(unsigned v, uint64_t t)
     return d && lo < d->len ? g_array_index(d, uint64_t, lo) : 0;
 }
 
-/* When (a) completed for a granule with store s, or 0. Under the lock. */
-static uint64_t clean_done(struct maint *m, uint64_t s)
+/* When (a) completed for a granule with store s, as seen by vCPU `by` (the one that issues
+ * the ic ivau, or executes the bytes), or 0. Under the lock.
+ * With IDC the store itself must complete: a dsb on the storing thread, or a dsb on `by`
+ * after the store. The second counts because events are taken in one global order (no
+ * weak-memory model): `by` has observed the store, and its dsb waits for every access it
+ * observed (Arm ARM B2.3, DSB; multi-copy atomicity), e.g. code written by one thread and
+ * published by another that the writer started or handed it to. */
+static uint64_t clean_done(struct maint *m, uint64_t s, unsigned by)
 {
     if (idc) {
-        return dsb_after(store_vcpu(s), store_time(s));
+        uint64_t own = dsb_after(store_vcpu(s), store_time(s));
+        uint64_t seen = dsb_after(by, store_time(s));
+        return own && (!seen || own < seen) ? own : seen;
     }
     return m && m->cleaned > store_time(s) ? m->cleaned : 0;
 }
@@ -596,7 +608,7 @@ static void dsb_cb(unsigned int idx, void *udata)
                     m->cleaned = t;
                 }
             } else {
-                uint64_t a_done = clean_done(m, s);
+                uint64_t a_done = clean_done(m, s, idx);
                 if (a_done && a_done < op->issued && m->invalidated <= store_time(s)) {
                     m->invalidated = t;
                 }
@@ -627,7 +639,7 @@ static void fencei_cb(unsigned int idx, void *udata)
     uint64_t pc = (uint64_t)udata;
     if (!cmodx_process && !v->cmodx && !g_hash_table_contains(warned_pcs, (gpointer)pc)) {
         g_hash_table_add(warned_pcs, (gpointer)pc);
-        emit(W_FENCE_I_NO_PRCTL, idx, pc, pc, 0, 0);
+        emit(W_FENCE_I_NO_PRCTL, idx, pc, pc, 0, 0, -1);
     }
     pthread_mutex_unlock(&lock);
 }
@@ -648,7 +660,7 @@ static enum cls missing_step(struct page *p, unsigned g, uint64_t s, unsigned id
         }
         return any_local_fence > st ? C_FENCE_I_OTHER_HART : C_NO_FENCE_I;
     }
-    uint64_t a_done = clean_done(m, s);
+    uint64_t a_done = clean_done(m, s, idx);
     if (!a_done) {
         if (idc) {
             return C_STORE_INCOMPLETE;
@@ -680,7 +692,7 @@ static uint64_t completed(struct maint *m, uint64_t s)
     if (arch == A_RISCV64) {
         return global_sync > st ? global_sync : 0;
     }
-    uint64_t a_done = clean_done(m, s);
+    uint64_t a_done = clean_done(m, s, store_vcpu(s));
     if (!a_done || dic) {
         return a_done;
     }
@@ -756,7 +768,11 @@ static void exec_cb(unsigned int idx, void *udata)
             break; /* this version of these bytes was already reported */
         }
         m->reported = store_time(s);
-        emit(c, idx, pc, a, s, atomic_load_explicit(&p->store_pc[g], memory_order_relaxed));
+        uint64_t st = store_time(s);
+        int ic_seen = arch == A_RISCV64 ? -1
+                      : m->invalidated > st || m->inval_issued > st || m->inval_early > st;
+        emit(c, idx, pc, a, s, atomic_load_explicit(&p->store_pc[g], memory_order_relaxed),
+             ic_seen);
         break;
     }
     pthread_mutex_unlock(&lock);

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The coherence checker stage of .ci/test:
+#   1. QEMU 10 user mode from Debian 13's signed source package (.ci/qemu10.sh, cached);
+#   2. the plugin (tests/qemu-plugin/coherence.c) against QEMU's own header;
+#   3. its self-tests: tests/qemu-plugin/selftest.c, one program mode per defect, on four
+#      AArch64 models and riscv64, each reported with the expected class (and the complete
+#      sequences with none);
+#   4. the crate's JIT tests (tests/jit.rs, tests/stress.rs, tests/dynasm.rs) and
+#      examples/jit.rs under the checker on aarch64 max (32-byte lines), cortex-a53 (64),
+#      a64fx (256), neoverse-n2 (IDC=1) and riscv64: zero findings each;
+#   5. the peers table (benches/coherence-peers): icache and every peer, one and two
+#      threads, every model, written to target/coherence/peers.md and checked against what
+#      each peer is known to get wrong (.ci/coherence.py).
+# Ends with "coherence: N passed, M failed".
+#   COHERENCE_ONLY=selftest|crate|peers   run one part (after the build)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. .ci/setup.sh
+export CARGO_TERM_COLOR=never
+out=target/coherence
+mkdir -p "$out"
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "coherence: PASS $*"; }
+fail() { failed=$((failed + 1)); echo "coherence: FAIL $*"; }
+only=${COHERENCE_ONLY:-}
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+t0=$SECONDS
+qemu=$(bash .ci/qemu10.sh) || { echo "coherence: QEMU 10 build failed"; echo "coherence: 0 passed, 1 failed"; exit 1; }
+echo "== coherence: QEMU 10 at $qemu ($((SECONDS - t0)) s)"
+# Builds the plugin (coherence-run does it when the source is newer).
+bash .ci/coherence-run --wrap-only --out "$out/probe" >/dev/null || { fail "plugin build"; }
+
+if want selftest; then
+  echo "== coherence: self-tests"
+  aarch64-linux-gnu-gcc -O2 -Wall -Werror -static -pthread -o "$out/selftest-aarch64" tests/qemu-plugin/selftest.c &&
+    riscv64-linux-gnu-gcc -O2 -Wall -Werror -static -pthread -o "$out/selftest-riscv64" tests/qemu-plugin/selftest.c ||
+    fail "self-test programs do not build"
+  if python3 .ci/coherence.py selftest --run .ci/coherence-run \
+    --aarch64 "$out/selftest-aarch64" --riscv64 "$out/selftest-riscv64"; then
+    pass "self-tests"
+  else
+    fail "self-tests"
+  fi
+fi
+
+# One model: the JIT tests and the example under the checker, zero findings required.
+crate_model() { # target cpu
+  local target=$1 cpu=$2 dir wrap runner arch
+  arch=${1%%-*}; arch=${arch%gc}
+  dir=$out/crate-$cpu
+  rm -rf "$dir"
+  wrap=$(bash .ci/coherence-run --cpu "$cpu" --out "$dir" --show 5 --wrap-only) || return 1
+  runner=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUNNER
+  echo "== coherence: $target -cpu $cpu: tests/jit.rs, tests/stress.rs, tests/dynasm.rs, examples/jit.rs"
+  local status=0
+  env PATH="$wrap:$PATH" "$runner=$wrap/qemu-$arch" \
+    cargo test -q --target "$target" --test jit --test stress --test dynasm || status=1
+  env PATH="$wrap:$PATH" "$runner=$wrap/qemu-$arch" \
+    cargo run -q --example jit --target "$target" >/dev/null || status=1
+  python3 .ci/coherence.py summarize "$dir" --min-checked 1000 | tail -n 4 || status=1
+  return "$status"
+}
+
+if want crate; then
+  t=$SECONDS
+  cargo test -q --no-run --target aarch64-unknown-linux-gnu --test jit --test stress --test dynasm
+  cargo test -q --no-run --target riscv64gc-unknown-linux-gnu --test jit --test stress --test dynasm
+  for cpu in max cortex-a53 a64fx neoverse-n2; do
+    if crate_model aarch64-unknown-linux-gnu "$cpu"; then pass "crate on aarch64 $cpu"; else fail "crate on aarch64 $cpu"; fi
+  done
+  if crate_model riscv64gc-unknown-linux-gnu rv64; then pass "crate on riscv64"; else fail "crate on riscv64"; fi
+  echo "== coherence: crate under the checker in $((SECONDS - t)) s"
+fi
+
+if want peers; then
+  t=$SECONDS
+  echo "== coherence: peers"
+  (cd benches/coherence-peers &&
+    cargo build -q --release --ignore-rust-version --target aarch64-unknown-linux-gnu &&
+    cargo build -q --release --ignore-rust-version --target riscv64gc-unknown-linux-gnu) ||
+    fail "peers build"
+  bin=benches/coherence-peers/target
+  if python3 .ci/coherence.py peers --run .ci/coherence-run \
+    --aarch64 "$bin/aarch64-unknown-linux-gnu/release/coherence-peers" \
+    --riscv64 "$bin/riscv64gc-unknown-linux-gnu/release/coherence-peers" \
+    --markdown "$out/peers.md"; then
+    pass "peers table matches the known defects"
+  else
+    fail "peers table"
+  fi
+  echo "== coherence: peers in $((SECONDS - t)) s"
+fi
+
+echo "== coherence: stage took $((SECONDS - t0)) s"
+echo "coherence: $passed passed, $failed failed"
+[ "$failed" = 0 ]
