@@ -472,3 +472,61 @@ fn multi_thread_publish() {
         }
     );
 }
+
+/// Linux RISC-V: `clear_cache` is `riscv_flush_icache(start, end, 0)`, which makes every hart
+/// running the process fetch anew, so another thread runs the new code without
+/// `pipeline_flush_mt` and without a `fence.i` of its own. With flags 1 (the calling hart only,
+/// as wasmtime passes) the reader here could run stale bytes: under the coherence checker this
+/// test then fails (`fence-i-other-hart`), which qemu-user alone cannot show.
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+#[test]
+fn riscv_clear_cache_reaches_every_hart() {
+    const GENERATIONS: u32 = 20;
+    let mut map = CodeMap::new(page_size()).unwrap();
+    map.make_rwx().unwrap();
+    let map = Arc::new(map);
+    let code = ret_imm(1);
+    // SAFETY: no other thread exists yet.
+    unsafe { map.write_unpublished(0, &code) };
+    // SAFETY: inside the live, readable mapping.
+    unsafe { icache::clear_cache(map.ptr_at(0), code.len()) }.unwrap();
+
+    let published = Arc::new(AtomicU32::new(1));
+    let acked = Arc::new(AtomicU32::new(0));
+    let reader = {
+        let (map, published, acked) = (map.clone(), published.clone(), acked.clone());
+        std::thread::spawn(move || {
+            // SAFETY: a complete function is always there while `published` names it; the
+            // writer rewrites it only after this thread acknowledged the previous one.
+            let f = unsafe { map.func(0) };
+            let mut seen = 0;
+            // No system call in this loop: on return from one the kernel could flush this hart.
+            while seen < GENERATIONS {
+                let g = published.load(Ordering::Acquire);
+                if g == seen {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let v = f();
+                if v != g {
+                    return Err(format!("generation {g} published, the code returned {v}"));
+                }
+                seen = g;
+                acked.store(g, Ordering::Release);
+            }
+            Ok(())
+        })
+    };
+    for g in 2..=GENERATIONS {
+        while acked.load(Ordering::Acquire) != g - 1 {
+            std::hint::spin_loop();
+        }
+        let code = ret_imm(g as u16);
+        // SAFETY: the reader acknowledged generation g - 1 and waits for g: nobody runs it.
+        unsafe { map.write_unpublished(0, &code) };
+        // SAFETY: inside the live, readable mapping.
+        unsafe { icache::clear_cache(map.ptr_at(0), code.len()) }.unwrap();
+        published.store(g, Ordering::Release);
+    }
+    reader.join().unwrap().unwrap();
+}
