@@ -271,12 +271,26 @@ def peers(args):
     r = results[("max", "wasmtime48", "one")]["t"]
     checks.append(("wasmtime 48's 64-byte stride skips every other 32-byte line (max)",
                    r["no_ic"] > 0 and r["with_ic"] > 0))
+    r = results[("neoverse-n2", "wasmtime48", "one")]["t"]["findings"]
+    checks.append(("wasmtime 48 issues ic ivau before the stores complete on an IDC=1 core "
+                   "(no dsb before it)", "invalidate-before-clean" in r))
+    for cpu in aarch64:
+        for sc in SCENARIOS:
+            checks.append((f"wasmtime 50 has no finding ({cpu}, {sc})",
+                           clean(cpu, "wasmtime50", sc)))
+        for impl in ("clear-cache", "dynasmrt", "libgcc"):
+            checks.append((f"{impl} makes no cross-thread flush: flagged with two threads ({cpu})",
+                           flagged(cpu, impl, "two")))
     for sc in SCENARIOS:
         checks.append((f"libgcc is flagged on riscv64 ({sc})", flagged("rv64", "libgcc", sc)))
-    for impl in IMPLS:
-        if impl != "icache":
-            checks.append((f"{impl} is flagged with two threads on riscv64",
-                           flagged("rv64", impl, "two")))
+    # RISC-V, two threads: flags 1 (this hart only) or no flush at all is flagged; clear-cache
+    # passes flags 0 (every hart), so, like icache, it is not (issue 8 expected otherwise:
+    # BENCHMARKS.md says why).
+    for impl in ("wasmtime34", "wasmtime48", "wasmtime50", "dynasmrt", "libgcc", "none"):
+        checks.append((f"{impl} is flagged with two threads on riscv64",
+                       flagged("rv64", impl, "two")))
+    checks.append(("clear-cache (flags 0) has no finding with two threads on riscv64",
+                   clean("rv64", "clear-cache", "two")))
     passed = sum(1 for _, ok in checks if ok)
     for name, ok in checks:
         print(f"{'ok  ' if ok else 'FAIL'} {name}")

@@ -8,16 +8,19 @@
 #   4. the crate's JIT tests (tests/jit.rs, tests/stress.rs, tests/dynasm.rs) and
 #      examples/jit.rs under the checker on aarch64 max (32-byte lines), cortex-a53 (64),
 #      a64fx (256), neoverse-n2 (IDC=1) and riscv64: zero findings each;
-#   5. the peers table (benches/coherence-peers): icache and every peer, one and two
+#   5. mutants: the crate with one flush step broken at a time (a fixed 64-byte ic stride,
+#      no clean, no dsb between clean and invalidate, no isb, RISC-V flags 1), built from a
+#      copy of the tree: tests/jit.rs under the checker must fail each one;
+#   6. the peers table (benches/coherence-peers): icache and every peer, one and two
 #      threads, every model, written to target/coherence/peers.md and checked against what
 #      each peer is known to get wrong (.ci/coherence.py).
 # Ends with "coherence: N passed, M failed".
-#   COHERENCE_ONLY=selftest|crate|peers   run one part (after the build)
+#   COHERENCE_ONLY=selftest|crate|mutants|peers   run one part (after the build)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/setup.sh
 export CARGO_TERM_COLOR=never
-out=target/coherence
+out=$PWD/target/coherence
 mkdir -p "$out"
 passed=0
 failed=0
@@ -74,13 +77,67 @@ if want crate; then
   echo "== coherence: crate under the checker in $((SECONDS - t)) s"
 fi
 
+# One mutant: sed EXPR applied to FILE in a fresh copy of the crate; tests/jit.rs under the
+# checker must report CLASS. The copy always lives at the same path, with its own target
+# folder: cargo judges freshness by the paths and times of the sources it last built.
+mutant() { # name target cpu file sed-expr class
+  local name=$1 target=$2 cpu=$3 file=$4 expr=$5 class=$6 m=$out/mutant dir wrap runner arch
+  arch=${target%%-*}; arch=${arch%gc}
+  rm -rf "$m/src" "$m/arch" "$m/tests" "$m/examples" "$m/benches"
+  mkdir -p "$m"
+  cp -r Cargo.toml Cargo.lock .cargo src arch tests examples benches "$m/"
+  sed -i "$expr" "$m/$file"
+  if cmp -s "$file" "$m/$file"; then
+    fail "mutant $name: the edit did not apply to $file"
+    return
+  fi
+  dir=$out/mutant-$name
+  rm -rf "$dir"
+  wrap=$(bash .ci/coherence-run --cpu "$cpu" --out "$dir" --show 0 --wrap-only)
+  runner=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUNNER
+  (cd "$m" && env PATH="$wrap:$PATH" "$runner=$wrap/qemu-$arch" CARGO_TARGET_DIR="$PWD/target" \
+    cargo test -q --target "$target" --test jit >"$dir.log" 2>&1) || true
+  local got
+  got=$(python3 .ci/coherence.py summarize "$dir" | tail -n 1)
+  if grep -q "$class=" <<<"$got"; then
+    pass "mutant $name caught on $cpu: ${got#coherence: }"
+  else
+    fail "mutant $name NOT caught on $cpu (expected $class): ${got#coherence: }"
+    tail -n 20 "$dir.log"
+  fi
+}
+
+if want mutants; then
+  t=$SECONDS
+  echo "== coherence: mutants of the crate"
+  walk='arch::ic_ivau_lines(w.first, w.count - 1, w.line_log2)'
+  mutant ic-stride-64 aarch64-unknown-linux-gnu max src/sys.rs \
+    "s/$walk/arch::ic_ivau_lines(w.first \& !63, ((w.first + (w.count << w.line_log2) - 1) >> 6) - (w.first >> 6), 6)/" \
+    no-invalidate
+  mutant no-clean aarch64-unknown-linux-gnu cortex-a53 src/sys.rs \
+    's/unsafe { arch::dc_cvau_lines(w.first, w.count - 1, w.line_log2) };/let _ = w;/' no-clean
+  mutant no-dsb-between aarch64-unknown-linux-gnu a64fx src/sys.rs \
+    '0,/^            arch::dsb_ish();/{/^            arch::dsb_ish();/d}' invalidate-before-clean
+  mutant no-isb aarch64-unknown-linux-gnu neoverse-n2 src/sys.rs \
+    's/^            arch::isb();$//' no-context-sync-writer
+  mutant flags-1 riscv64gc-unknown-linux-gnu rv64 src/sys.rs \
+    's/riscv_flush_icache(start, last.saturating_add(1), 0)/riscv_flush_icache(start, last.saturating_add(1), 1)/' \
+    fence-i-other-hart
+  echo "== coherence: mutants in $((SECONDS - t)) s"
+fi
+
 if want peers; then
   t=$SECONDS
   echo "== coherence: peers"
-  (cd benches/coherence-peers &&
-    cargo build -q --release --ignore-rust-version --target aarch64-unknown-linux-gnu &&
-    cargo build -q --release --ignore-rust-version --target riscv64gc-unknown-linux-gnu) ||
-    fail "peers build"
+  if (cd benches/coherence-peers && cargo fmt --check &&
+    for target in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
+      cargo clippy -q --release --ignore-rust-version --target "$target" -- -D warnings &&
+        cargo build -q --release --ignore-rust-version --target "$target" || exit 1
+    done); then
+    pass "peers program builds, formatted and lint-clean"
+  else
+    fail "peers program build, format or lint"
+  fi
   bin=benches/coherence-peers/target
   if python3 .ci/coherence.py peers --run .ci/coherence-run \
     --aarch64 "$bin/aarch64-unknown-linux-gnu/release/coherence-peers" \

@@ -204,6 +204,33 @@ fn single_thread_rewrite_in_place() {
     }
 }
 
+/// The same rewriting in an RWX mapping, as JITs without W^X do: no system call (whose return
+/// would synchronise this core by itself on AArch64) separates `clear_cache` from the call, so
+/// the crate's own `isb` is what makes this thread fetch the new code. Under the coherence
+/// checker a missing `isb` fails here.
+#[test]
+fn single_thread_rewrite_rwx_without_system_calls() {
+    let mut map = CodeMap::new(2 * page_size()).unwrap();
+    map.make_rwx().unwrap();
+    let lines = boundaries();
+    let mut rng = Rng(0x0fed_cba9_8765_4321);
+    let mut offset = 0;
+    for i in 0..200u32 {
+        let value = (rng.next() % 0x1_0000) as u16;
+        let code = ret_imm(value);
+        if i % 2 == 1 {
+            let line = lines[rng.below(lines.len())];
+            offset = straddling_offset(&mut rng, map.len(), line, code.len());
+        }
+        map.write(offset, &code);
+        // SAFETY: the range lies inside the live mapping, which is readable.
+        unsafe { icache::clear_cache(map.ptr_at(offset), code.len()) }.unwrap();
+        // SAFETY: a complete function was written at `offset`, made coherent; RWX.
+        let f = unsafe { map.func(offset) };
+        assert_eq!(f(), u32::from(value), "round {i}: stale code at {offset:#x}");
+    }
+}
+
 /// Places `values.len()` functions at non-overlapping offsets, most of them across a line
 /// boundary; returns (offset, code) pairs.
 fn layout(rng: &mut Rng, values: &[u16], slot: usize) -> Vec<(usize, Vec<u8>)> {
