@@ -373,6 +373,15 @@ def write(results, crit, out_md, svg_rel, bench_args):
             sc = p.get("svc", p.get("ecall", "–"))
             w(f"| {arch} | {imp} | {sc} | {p['net']} |")
     w("")
+    # The coherence checker's section (.ci/coherence.py writes it) is kept as it is.
+    try:
+        with open(out_md) as f:
+            old = f.read()
+        begin, end = "<!-- coherence:begin -->", "<!-- coherence:end -->"
+        if begin in old and end in old:
+            w(old[old.index(begin):old.index(end) + len(end)] + "\n")
+    except FileNotFoundError:
+        pass
     with open(out_md, "w") as f:
         f.write("\n".join(md))
 

@@ -16,6 +16,7 @@
 #      each peer is known to get wrong (.ci/coherence.py).
 # Ends with "coherence: N passed, M failed".
 #   COHERENCE_ONLY=selftest|crate|mutants|peers   run one part (after the build)
+#   COHERENCE_UPDATE=BENCHMARKS.md                 rewrite the checker's section there
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/setup.sh
@@ -32,6 +33,7 @@ want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 t0=$SECONDS
 qemu=$(bash .ci/qemu10.sh) || { echo "coherence: QEMU 10 build failed"; echo "coherence: 0 passed, 1 failed"; exit 1; }
 echo "== coherence: QEMU 10 at $qemu ($((SECONDS - t0)) s)"
+export QEMU10_PREFIX=$qemu
 # Builds the plugin (coherence-run does it when the source is newer).
 bash .ci/coherence-run --wrap-only --out "$out/probe" >/dev/null || { fail "plugin build"; }
 
@@ -142,7 +144,7 @@ if want peers; then
   if python3 .ci/coherence.py peers --run .ci/coherence-run \
     --aarch64 "$bin/aarch64-unknown-linux-gnu/release/coherence-peers" \
     --riscv64 "$bin/riscv64gc-unknown-linux-gnu/release/coherence-peers" \
-    --markdown "$out/peers.md"; then
+    --markdown "$out/peers.md" ${COHERENCE_UPDATE:+--update "$COHERENCE_UPDATE"}; then
     pass "peers table matches the known defects"
   else
     fail "peers table"

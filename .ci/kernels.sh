@@ -75,32 +75,8 @@ fi
 rustup target add aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu >/dev/null 2>&1 || true
 
 # ---- kernels ----------------------------------------------------------------------------
-# The mirror this machine's apt already uses: the first Debian release suite (not
-# -security/-updates) in the deb822 or one-line sources.
-find_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -e "$f" ] || continue
-    awk '
-      function flush() {
-        if (deb && uri != "" && suite_ok) { print uri; found = 1; exit }
-        uri = ""; deb = 0; suite_ok = 0
-      }
-      /^[ \t]*$/ { flush(); next }
-      /^Types:/ { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
-      /^URIs:/ { uri = $2 }
-      /^Suites:/ {
-        for (i = 2; i <= NF; i++)
-          if ($i ~ /^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldstable|stable|testing|unstable)$/)
-            suite_ok = 1
-      }
-      END { if (!found) flush() }' "$f"
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -e "$f" ] || continue
-    sed -E 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" && $3 ~ /^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldstable|stable|testing|unstable)$/ { print $2 }'
-  done
-}
+# shellcheck source=debian-mirror.sh
+. .ci/debian-mirror.sh
 mirror=${KERNELS_MIRROR:-$(find_mirror | head -n 1)}
 mirror=${mirror%/}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg

@@ -37,18 +37,8 @@ if [ ${#need[@]} -gt 0 ]; then
     --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The mirror this machine's apt uses (first deb URI of a Debian release suite).
-find_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -e "$f" ] || continue
-    awk '/^URIs:/ { u = $2 } /^Suites:/ && u != "" && $0 ~ /(bookworm|trixie|stable)( |$)/ { print u; exit }' "$f"
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -e "$f" ] || continue
-    sed -E 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" && $3 ~ /^(bookworm|trixie|stable)$/ { print $2 }'
-  done
-}
+# shellcheck source=debian-mirror.sh
+. .ci/debian-mirror.sh
 mirror=${QEMU10_MIRROR:-$(find_mirror | head -n 1)}
 mirror=${mirror%/}
 [ -n "$mirror" ] || die "no Debian mirror in this machine's apt sources (set QEMU10_MIRROR)"
@@ -59,15 +49,19 @@ fetch() { # url out [SHA256:hash]
 
 # 1. The signed release file and the source index it names.
 meta=$cache/qemu10-meta
-rm -rf "$meta" && mkdir -p "$meta"
+mkdir -p "$meta"
+rm -f "$meta/InRelease" "$meta/Release"
 fetch "$mirror/dists/trixie/InRelease" "$meta/InRelease" || die "cannot fetch trixie InRelease"
 gpgv --quiet --keyring "$keyring" --output "$meta/Release" "$meta/InRelease" 2>/dev/null ||
   die "trixie InRelease: signature does not verify against $keyring"
 sha=$(awk '/^SHA256:/ { s = 1; next } /^[^ ]/ { s = 0 }
   s && $3 == "main/source/Sources.xz" { print $1 }' "$meta/Release")
 [ -n "$sha" ] || die "the signed Release names no main/source/Sources.xz"
-fetch "$mirror/dists/trixie/main/source/by-hash/SHA256/$sha" "$meta/Sources.xz" "SHA256:$sha" ||
-  die "Sources.xz by-hash download failed or did not match the signed SHA256"
+# The index is kept between runs; it is fetched again only when the signed hash changes.
+if ! echo "$sha  $meta/Sources.xz" | sha256sum --quiet -c - >/dev/null 2>&1; then
+  fetch "$mirror/dists/trixie/main/source/by-hash/SHA256/$sha" "$meta/Sources.xz" "SHA256:$sha" ||
+    die "Sources.xz by-hash download failed or did not match the signed SHA256"
+fi
 echo "$sha  $meta/Sources.xz" | sha256sum --quiet -c - || die "Sources.xz hash mismatch"
 stanza=$(xz -dc "$meta/Sources.xz" | awk -v RS= 'index($0, "Package: qemu\n") == 1')
 version=$(sed -n 's/^Version: //p' <<<"$stanza")

@@ -227,7 +227,11 @@ fn single_thread_rewrite_rwx_without_system_calls() {
         unsafe { icache::clear_cache(map.ptr_at(offset), code.len()) }.unwrap();
         // SAFETY: a complete function was written at `offset`, made coherent; RWX.
         let f = unsafe { map.func(offset) };
-        assert_eq!(f(), u32::from(value), "round {i}: stale code at {offset:#x}");
+        assert_eq!(
+            f(),
+            u32::from(value),
+            "round {i}: stale code at {offset:#x}"
+        );
     }
 }
 
