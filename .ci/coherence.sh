@@ -81,7 +81,8 @@ fi
 
 # One mutant: sed EXPR applied to FILE in a fresh copy of the crate; tests/jit.rs under the
 # checker must report CLASS. The copy always lives at the same path, with its own target
-# folder: cargo judges freshness by the paths and times of the sources it last built.
+# folder: cargo judges freshness by the paths and times of the sources it last built. One test
+# at a time: another test's membarrier would synchronise every thread and could hide a defect.
 mutant() { # name target cpu file sed-expr class
   local name=$1 target=$2 cpu=$3 file=$4 expr=$5 class=$6 m=$out/mutant dir wrap runner arch
   arch=${target%%-*}; arch=${arch%gc}
@@ -98,7 +99,7 @@ mutant() { # name target cpu file sed-expr class
   wrap=$(bash .ci/coherence-run --cpu "$cpu" --out "$dir" --show 0 --wrap-only)
   runner=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUNNER
   (cd "$m" && env PATH="$wrap:$PATH" "$runner=$wrap/qemu-$arch" CARGO_TARGET_DIR="$PWD/target" \
-    cargo test -q --target "$target" --test jit >"$dir.log" 2>&1) || true
+    cargo test -q --target "$target" --test jit -- --test-threads=1 >"$dir.log" 2>&1) || true
   local got
   got=$(python3 .ci/coherence.py summarize "$dir" | tail -n 1)
   if grep -q "$class=" <<<"$got"; then
