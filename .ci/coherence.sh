@@ -9,7 +9,8 @@
 #      examples/jit.rs under the checker on aarch64 max (32-byte lines), cortex-a53 (64),
 #      a64fx (256), neoverse-n2 (IDC=1) and riscv64: zero findings each;
 #   5. mutants: the crate with one flush step broken at a time (a fixed 64-byte ic stride,
-#      no clean, no dsb between clean and invalidate, no isb, RISC-V flags 1), built from a
+#      no clean, no dsb between clean and invalidate, no isb, a pipeline_flush_local that does
+#      nothing, RISC-V flags 1), built from a
 #      copy of the tree: tests/jit.rs under the checker must fail each one;
 #   6. the peers table (benches/coherence-peers): icache and every peer, one and two
 #      threads, every model, written to target/coherence/peers.md and checked against what
@@ -123,6 +124,8 @@ if want mutants; then
     '0,/^            arch::dsb_ish();/{/^            arch::dsb_ish();/d}' invalidate-before-clean
   mutant no-isb aarch64-unknown-linux-gnu neoverse-n2 src/sys.rs \
     's/^            arch::isb();$//' no-context-sync-writer
+  mutant local-sync-nothing aarch64-unknown-linux-gnu cortex-a53 src/local/instruction.rs \
+    's/^    crate::arch::local_sync();$//' no-context-sync-other
   mutant flags-1 riscv64gc-unknown-linux-gnu rv64 src/sys.rs \
     's/riscv_flush_icache(start, last.saturating_add(1), 0)/riscv_flush_icache(start, last.saturating_add(1), 1)/' \
     fence-i-other-hart

@@ -100,9 +100,12 @@ pub fn dsb_ish() {
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
 }
 
-/// `isb`: a context-synchronisation event; this core discards what it fetched before.
+/// `isb`: a context-synchronisation event; this core discards what it fetched before. Also the
+/// whole of `pipeline_flush_local` on AArch64.
 #[inline(always)]
 pub fn isb() {
     // SAFETY: as for `dsb_ish`. Not `nomem`: nothing may move across it.
     unsafe { asm!("isb", options(nostack, preserves_flags)) };
 }
+
+pub use isb as local_sync;

@@ -14,3 +14,11 @@ pub fn dbar_ibar() {
     // stay after the stores of the code, which the compiler must not sink past them.
     unsafe { asm!("dbar 0", "ibar 0", options(nostack, preserves_flags)) };
 }
+
+/// `ibar 0` on the calling core: its later instruction fetches see the stores it has observed.
+#[inline(always)]
+pub fn local_sync() {
+    // SAFETY: `ibar` takes only a hint operand and cannot fault. Not `nomem`: it must stay after
+    // the loads that observed the new code.
+    unsafe { asm!("ibar 0", options(nostack, preserves_flags)) };
+}

@@ -109,9 +109,23 @@ cfg_if::cfg_if! {
 }
 
 cfg_if::cfg_if! {
-    // Not on Windows or Apple: there the OS does the maintenance and `CTR_EL0` is never read.
-    if #[cfg(all(target_arch = "aarch64", not(windows), not(target_vendor = "apple")))] {
+    // On Windows and Apple the OS does the maintenance and `CTR_EL0` is never read: only `isb`
+    // (for `pipeline_flush_local`) is used there.
+    if #[cfg(all(target_arch = "aarch64", any(windows, target_vendor = "apple")))] {
         #[path = "../arch/aarch64.rs"]
+        #[allow(dead_code)]
+        mod arch;
+    } else if #[cfg(target_arch = "aarch64")] {
+        #[path = "../arch/aarch64.rs"]
+        mod arch;
+    } else if #[cfg(any(target_arch = "x86", target_arch = "x86_64"))] {
+        #[path = "../arch/x86.rs"]
+        mod arch;
+    } else if #[cfg(all(target_arch = "arm", target_feature = "v7"))] {
+        #[path = "../arch/arm.rs"]
+        mod arch;
+    } else if #[cfg(target_arch = "s390x")] {
+        #[path = "../arch/s390x.rs"]
         mod arch;
     } else if #[cfg(target_arch = "riscv64")] {
         #[path = "../arch/riscv64.rs"]
@@ -122,6 +136,7 @@ cfg_if::cfg_if! {
     }
 }
 
+mod local;
 mod sys;
 
 /// How this platform makes written code visible to instruction fetch.
@@ -304,6 +319,51 @@ pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
 #[inline]
 pub fn pipeline_flush_mt() -> Result<(), Error> {
     sys::pipeline_flush_mt()
+}
+
+/// Makes the *calling* thread discard instructions it fetched before: the reader-side
+/// alternative to [`pipeline_flush_mt`], with no interrupt to other cores.
+///
+/// A thread calls it after it observes that new code was published (after an acquire load of
+/// the entry point, or of a flag the writer set with a release store after [`clear_cache`]) and
+/// before it runs that code. This is the Arm ARM's own protocol for other cores (an `isb` on
+/// each after it observes the update). A program may use it *instead of* `pipeline_flush_mt`
+/// only if **every** thread that can run the new code calls it after observing the
+/// publication and before running it: a thread that reaches the code another way (a patched
+/// jump it was already executing through, a stale pointer) is not covered.
+///
+/// | platform | instruction |
+/// |---|---|
+/// | AArch64, 32-bit Arm (ARMv7+) | `isb` |
+/// | Linux RISC-V | `fence.i`, after the first call enabled `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON, PER_PROCESS)` for the process (Linux 6.10+), so that the kernel keeps it valid when the thread migrates |
+/// | bare-metal RISC-V | `fence.i` |
+/// | x86, x86-64 | `serialize` where CPUID reports it, else `cpuid` (the SDM's cross-modifying-code rule) |
+/// | s390x | `bcr 15,0` (serialisation) |
+/// | LoongArch | `ibar 0` |
+/// | others (PowerPC) | [`ErrorKind::Unsupported`] |
+///
+/// On Linux RISC-V the first call changes a per-process setting: from then on the kernel runs
+/// `fence.i` on the hart any thread of the process migrates to (a small cost per migration).
+///
+/// # Errors
+/// [`ErrorKind::Unsupported`] where no instruction is known, and on Linux RISC-V when the
+/// kernel refuses the `prctl` (before 6.10, `EINVAL`; or a seccomp filter): the refusal is
+/// remembered, and its errno is in [`Error::raw_os_error`]. Use [`pipeline_flush_mt`] then.
+///
+/// ```
+/// use std::sync::atomic::{AtomicPtr, Ordering};
+/// static ENTRY: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// // Reader thread: observe the publication, synchronise, then run.
+/// let entry = ENTRY.load(Ordering::Acquire);
+/// if !entry.is_null() {
+///     icache::pipeline_flush_local()?;
+///     // ... call the code at `entry` ...
+/// }
+/// # Ok::<(), icache::Error>(())
+/// ```
+#[inline]
+pub fn pipeline_flush_local() -> Result<(), Error> {
+    local::pipeline_flush_local()
 }
 
 /// Chooses and registers the mechanism of [`pipeline_flush_mt`] now, so that the first real

@@ -57,6 +57,32 @@ pub fn riscv_flush_icache(start: usize, end: usize, flags: usize) -> Result<(), 
     }
 }
 
+/// `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX = 71, PR_RISCV_CTX_SW_FENCEI_ON = 0,
+/// PR_RISCV_SCOPE_PER_PROCESS = 0)` (`include/uapi/linux/prctl.h`, Linux 6.10+): from now on the
+/// kernel runs `fence.i` on the hart any thread of this process migrates to, so a user `fence.i`
+/// stays valid for the thread that ran it. Older kernels answer `EINVAL`.
+#[cfg(target_arch = "riscv64")]
+pub fn riscv_enable_user_fence_i() -> Result<(), i32> {
+    const PR_RISCV_SET_ICACHE_FLUSH_CTX: libc::c_int = 71;
+    const PR_RISCV_CTX_SW_FENCEI_ON: libc::c_ulong = 0;
+    const PR_RISCV_SCOPE_PER_PROCESS: libc::c_ulong = 0;
+    // SAFETY: this prctl takes two integers and touches no memory of the process.
+    let r = unsafe {
+        libc::prctl(
+            PR_RISCV_SET_ICACHE_FLUSH_CTX,
+            PR_RISCV_CTX_SW_FENCEI_ON,
+            PR_RISCV_SCOPE_PER_PROCESS,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// The 32-bit Arm private `cacheflush(start, end, 0)` syscall, number 0x0f0002
 /// (`arch/arm/include/uapi/asm/unistd.h`): cleans the D-cache and invalidates the I-cache for the
 /// range, with the barriers, in the kernel (EL0 cannot do cache maintenance on 32-bit Arm).
