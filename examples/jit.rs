@@ -113,8 +113,13 @@ impl Page {
         Ok(())
     }
 
-    fn call(&self, x: i32) -> i32 {
-        // SAFETY: the page holds a complete function of this signature, published above.
+    /// Runs the page as `extern "C" fn(i32) -> i32`.
+    ///
+    /// # Safety
+    /// The page holds a complete function of that signature for this architecture, published
+    /// with [`Page::publish`]: running arbitrary bytes is undefined behaviour.
+    unsafe fn call(&self, x: i32) -> i32 {
+        // SAFETY: the caller guarantees a complete, published function of this signature.
         let f: extern "C" fn(i32) -> i32 = unsafe { core::mem::transmute(self.ptr) };
         f(x)
     }
@@ -139,11 +144,13 @@ fn main() -> io::Result<()> {
 
     let page = Page::new()?;
     page.publish(&emit_add(1))?;
-    let first = page.call(41);
+    // SAFETY: `emit_add` wrote a complete `fn(i32) -> i32` and `publish` made it coherent.
+    let first = unsafe { page.call(41) };
     println!("x + 1 at x = 41: {first}");
 
     page.publish(&emit_add(100))?;
-    let second = page.call(41);
+    // SAFETY: as above, for the patched function.
+    let second = unsafe { page.call(41) };
     println!("patched in place to x + 100, at x = 41: {second}");
 
     if (first, second) != (42, 141) {

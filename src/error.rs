@@ -15,10 +15,25 @@ pub enum ErrorKind {
     /// The arguments describe no valid range (for example one that wraps the address space).
     /// Nothing was touched.
     InvalidInput,
-    /// This platform, kernel or sandbox offers no mechanism that does what was asked.
+    /// No mechanism does what was asked. Either this platform has none
+    /// ([`Error::raw_os_error`] is `None`), or the kernel or a sandbox refused every one the
+    /// crate knows ([`Error::raw_os_error`] is the errno of the last refusal).
     Unsupported,
     /// A system call failed; [`Error::raw_os_error`] has its error number.
     Os,
+}
+
+impl fmt::Display for ErrorKind {
+    /// ```
+    /// assert_eq!(icache::ErrorKind::Unsupported.to_string(), "unsupported");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Os => "system call failed",
+        })
+    }
 }
 
 /// Why a call of this crate did not do what it promises.
@@ -108,10 +123,11 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            ErrorKind::InvalidInput => "the range wraps around the address space",
-            ErrorKind::Unsupported => "no mechanism for this on this platform, kernel or sandbox",
-            ErrorKind::Os => "the system call failed",
+        let what = match (self.kind, self.errno) {
+            (ErrorKind::InvalidInput, _) => "the range wraps around the address space",
+            (ErrorKind::Unsupported, 0) => "this platform has no mechanism for it",
+            (ErrorKind::Unsupported, _) => "the kernel or a sandbox refused every mechanism",
+            (ErrorKind::Os, _) => "the system call failed",
         };
         write!(f, "{}: {}", self.operation, what)?;
         if self.errno != 0 {
@@ -129,12 +145,14 @@ impl From<Error> for std::io::Error {
     /// `kind()` stay those of the OS (as with wasmtime's crate, which returns
     /// `io::Error::last_os_error()`); other errors keep this crate's message.
     fn from(e: Error) -> Self {
-        match (e.kind, e.raw_os_error()) {
-            (ErrorKind::Os, Some(errno)) => std::io::Error::from_raw_os_error(errno),
-            (ErrorKind::InvalidInput, _) => {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
-            }
-            _ => std::io::Error::new(std::io::ErrorKind::Unsupported, e),
-        }
+        // The error itself is the payload, so the message keeps the operation and the errno
+        // (`io::Error::from_raw_os_error` would drop the operation); the kind is the errno's.
+        let kind = match (e.kind, e.raw_os_error()) {
+            (ErrorKind::Os, Some(errno)) => std::io::Error::from_raw_os_error(errno).kind(),
+            (ErrorKind::Os, None) => std::io::ErrorKind::Other,
+            (ErrorKind::InvalidInput, _) => std::io::ErrorKind::InvalidInput,
+            (ErrorKind::Unsupported, _) => std::io::ErrorKind::Unsupported,
+        };
+        std::io::Error::new(kind, e)
     }
 }

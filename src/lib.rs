@@ -4,8 +4,9 @@
 //! them through the instruction side. On AArch64, RISC-V, 32-bit Arm and most non-x86 machines
 //! the two are not coherent: until the program cleans the data cache, invalidates the
 //! instruction cache and synchronises the pipeline, the CPU may run the bytes that were there
-//! before. This crate does that, correctly and at the hardware's minimum cost, on every
-//! platform it supports.
+//! before. This crate does that correctly on every platform it supports, with one maintenance
+//! instruction per cache line and one set of barriers per call or batch (BENCHMARKS.md in the
+//! repository measures it against the other crates).
 //!
 //! # The publish sequence
 //!
@@ -27,8 +28,9 @@
 //! ```
 //!
 //! `clear_cache` and `pipeline_flush_mt` have the names and shapes of wasmtime's
-//! `jit-icache-coherence`, so switching is a change of import; [`Error`] converts into
-//! `std::io::Error`.
+//! `jit-icache-coherence`. For callers that use `?` or `.expect()` on their results, switching
+//! is a change of import, since [`Error`] converts into `std::io::Error`; code that matches on
+//! wasmtime's `io::Error` directly needs `.into()` or a look at [`Error::kind`].
 //!
 //! # What happens where
 //!
@@ -58,7 +60,8 @@
 //! after switching back to executable; other threads that will run the code must each execute an
 //! `isb` after they observe the new entry point, since Darwin offers no cross-thread flush.
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(all(target_vendor = "apple", target_arch = "aarch64"))] {
 //! // macOS on AArch64, with the `libc` crate.
 //! let len = 16 * 1024;
 //! let map = unsafe {
@@ -75,6 +78,7 @@
 //!     let f: extern "C" fn() -> u32 = core::mem::transmute(map);
 //!     assert_eq!(f(), 42);
 //! }
+//! # }
 //! # Ok::<(), icache::Error>(())
 //! ```
 //!
@@ -143,7 +147,7 @@ mod sys;
 ///
 /// ```
 /// let m = icache::cache_info().maintenance;
-/// # #[cfg(target_arch = "x86_64")]
+/// # #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 /// assert_eq!(m, icache::Maintenance::None);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -249,7 +253,7 @@ pub unsafe fn clear_cache(ptr: *const c_void, len: usize) -> Result<(), Error> {
 /// [`clear_cache`] for a byte slice. Safe: a slice is always mapped and readable.
 ///
 /// ```
-/// let code = vec![0xd6, 0x5f, 0x03, 0xc0];
+/// let code = vec![0xc0, 0x03, 0x5f, 0xd6]; // AArch64 `ret`, in memory order (little-endian)
 /// icache::clear_cache_slice(&code)?;
 /// # Ok::<(), icache::Error>(())
 /// ```

@@ -50,6 +50,10 @@ cfg_if::cfg_if! {
         pub use crate::windows::{cache_info, clear_range};
 
         /// One `FlushInstructionCache` per range: the kernel flushes only what it is given.
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
             // SAFETY: forwarded from `clear_cache_many`.
             unsafe { each_range(ranges, clear_range) }
@@ -59,6 +63,10 @@ cfg_if::cfg_if! {
         pub use crate::apple::{cache_info, clear_range};
 
         /// One `sys_icache_invalidate` per range: libSystem walks only what it is given.
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
             // SAFETY: forwarded from `clear_cache_many`.
             unsafe { each_range(ranges, clear_range) }
@@ -142,6 +150,10 @@ cfg_if::cfg_if! {
         }
 
         #[inline]
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), Error> {
             // SAFETY: forwarded from `clear_cache`. The iterator is made inside the closure so
             // that only two registers' worth is captured.
@@ -149,6 +161,10 @@ cfg_if::cfg_if! {
             Ok(())
         }
 
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
             // SAFETY: forwarded from `clear_cache_many`.
             with_ctr_el0(move |ctr| unsafe { sync(ranges, ctr) });
@@ -168,6 +184,10 @@ cfg_if::cfg_if! {
         /// One `riscv_flush_icache(start, end, 0)`: flags 0 reaches every hart running the
         /// process (wasmtime's flags 1 is the caller's hart only).
         #[inline]
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
             crate::linux::riscv_flush_icache(start, last.saturating_add(1), 0)
                 .map_err(|e| Error::os("riscv_flush_icache(flags = 0)", e))
@@ -175,6 +195,10 @@ cfg_if::cfg_if! {
 
         /// One system call for the whole batch: the kernel flushes every hart whatever the
         /// range, which it takes as a hint only.
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
             let mut bounds: Option<(usize, usize)> = None;
             for (start, len) in ranges {
@@ -196,12 +220,20 @@ cfg_if::cfg_if! {
     } else if #[cfg(all(target_arch = "arm", any(target_os = "linux", target_os = "android")))] {
         /// The kernel's `cacheflush` does the clean, invalidate and barriers for the range.
         #[inline]
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
             crate::linux::arm_cacheflush(start, last.saturating_add(1))
                 .map_err(|e| Error::os("cacheflush", e))
         }
 
         /// One `cacheflush` per range: the kernel walks only the range it is given.
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I) -> Result<(), Error> {
             // SAFETY: forwarded from `clear_cache_many`.
             unsafe { each_range(ranges, clear_range) }
@@ -224,12 +256,20 @@ cfg_if::cfg_if! {
         use crate::arch::dbar_ibar as local_barrier;
 
         #[inline]
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
             local_barrier();
             Ok(())
         }
 
         /// One barrier covers every range: it is not ranged.
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(mut ranges: I) -> Result<(), Error> {
             if ranges.any(|(_, len)| len != 0) {
                 local_barrier();
@@ -246,6 +286,10 @@ cfg_if::cfg_if! {
         // z/Architecture Principles of Operation, "Storage-operand fetch references"): nothing
         // to do, and nothing left once inlined.
         #[inline(always)]
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
             Ok(())
         }
@@ -260,6 +304,10 @@ cfg_if::cfg_if! {
         }
     } else {
         /// No known mechanism: say so rather than pretend.
+        ///
+        /// # Safety
+        /// No range wraps, and every byte of every range is mapped readable (the contract of
+        /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
         pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
             Err(Error::unsupported("clear_cache", 0))
         }

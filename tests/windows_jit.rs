@@ -79,9 +79,23 @@ impl Region {
     }
 
     /// Writes `code` at `offset` (the region must be writable).
-    fn write(&self, offset: usize, code: &[u8]) {
-        assert!(offset + code.len() <= self.len);
-        // SAFETY: in bounds (checked above) and writable (the caller's protection state).
+    /// Copies `code` to `offset`: `&mut self` excludes every other reader and writer.
+    fn write(&mut self, offset: usize, code: &[u8]) {
+        // SAFETY: `&mut self` excludes other access; writability is the caller's protection
+        // state, which `protect` sets (a write to a read-only page faults, it does not race).
+        unsafe { self.write_unpublished(offset, code) };
+    }
+
+    /// Copies `code` to `offset` through `&self`, for a region shared with another thread.
+    ///
+    /// # Safety
+    /// The region is writable there, and no other thread reads, runs or writes these bytes
+    /// until the caller publishes them.
+    unsafe fn write_unpublished(&self, offset: usize, code: &[u8]) {
+        assert!(offset
+            .checked_add(code.len())
+            .is_some_and(|end| end <= self.len));
+        // SAFETY: in bounds (checked above); exclusivity and writability from the caller.
         unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), self.ptr.add(offset), code.len()) };
     }
 
@@ -105,7 +119,7 @@ impl Drop for Region {
 
 #[test]
 fn rewrite_in_place_runs_the_new_code() {
-    let region = Region::new(1 << 16);
+    let mut region = Region::new(1 << 16);
     // Offsets that straddle 64-byte lines and a page boundary.
     for (round, offset) in [0usize, 60, 4093, 8190].into_iter().enumerate() {
         for value in [0x1000 + round as u32, 0x2000 + round as u32] {
@@ -124,7 +138,7 @@ fn rewrite_in_place_runs_the_new_code() {
 
 #[test]
 fn batch_publishes_every_function() {
-    let region = Region::new(1 << 16);
+    let mut region = Region::new(1 << 16);
     let offsets = [0usize, 100, 3000, 4090, 20000];
     for base in [7u32, 70] {
         region.protect(PAGE_READWRITE);
@@ -177,7 +191,8 @@ fn other_thread_runs_the_republished_code() {
     let stop = Arc::new(AtomicBool::new(false));
     let mismatches = Arc::new(AtomicU32::new(0));
 
-    region.write(0, &ret_imm(0));
+    // SAFETY: no other thread exists yet; the region is read-write.
+    unsafe { region.write_unpublished(0, &ret_imm(0)) };
     // SAFETY: the bytes were just written inside the region.
     unsafe { icache::clear_cache(region.ptr as *const c_void, 16) }.unwrap();
     region.protect(PAGE_EXECUTE_READ);
@@ -218,7 +233,9 @@ fn other_thread_runs_the_republished_code() {
             std::thread::yield_now();
         }
         region.protect(PAGE_READWRITE);
-        region.write(0, &ret_imm(g));
+        // SAFETY: the runner is out of the code (`in_call` is false) and will not enter it
+        // before the next even generation is published; the region is read-write.
+        unsafe { region.write_unpublished(0, &ret_imm(g)) };
         // SAFETY: the bytes were just written inside the region.
         unsafe { icache::clear_cache(region.ptr as *const c_void, 16) }.unwrap();
         region.protect(PAGE_EXECUTE_READ);
