@@ -1,7 +1,7 @@
 //! 32-bit Arm (ARMv7-A and later): the calling core's context synchronisation.
 //!
 //! Cache maintenance is privileged on 32-bit Arm Linux (the crate asks the kernel, see
-//! `src/linux.rs`), but `isb` is allowed in user mode (Arm ARM for ARMv7-A, "ISB"): it makes
+//! `src/clear/arm_linux.rs`), but `isb` is allowed in user mode (Arm ARM for ARMv7-A, "ISB"): it makes
 //! the core fetch the instructions after it anew.
 
 use core::arch::asm;

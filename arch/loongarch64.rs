@@ -1,7 +1,7 @@
 //! LoongArch64: the barriers for instruction-fetch coherence.
 //!
 //! LoongArch keeps instruction caches coherent with data caches in hardware, across cores (see
-//! `src/sys.rs`); software only orders its own stores before its own fetches. `dbar 0` is the
+//! `src/clear/local_barrier.rs`); software only orders its own stores before its own fetches. `dbar 0` is the
 //! full completion barrier for loads and stores; `ibar 0` makes instruction fetches after it see
 //! the stores before it (LoongArch Reference Manual, volume 1, "DBAR" and "IBAR").
 

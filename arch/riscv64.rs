@@ -3,7 +3,7 @@
 //! `fence.i` (the Zifencei extension, RISC-V Unprivileged ISA, chapter "Zifencei") orders this
 //! hart's earlier stores before its later instruction fetches. It acts on the executing hart
 //! only: under Linux, where a thread can migrate and other harts run other threads, the crate
-//! asks the kernel instead (`riscv_flush_icache`, see `src/linux.rs`), and uses a user `fence.i`
+//! asks the kernel instead (`riscv_flush_icache`, see `src/clear/riscv_linux.rs`), and uses a user `fence.i`
 //! only once `PR_RISCV_SET_ICACHE_FLUSH_CTX` makes the kernel keep it valid across migration.
 
 use core::arch::asm;

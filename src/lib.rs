@@ -98,50 +98,11 @@ pub mod plan;
 
 pub use error::{Error, ErrorKind};
 
-cfg_if::cfg_if! {
-    if #[cfg(any(target_os = "linux", target_os = "android"))] {
-        mod linux;
-        mod membarrier;
-    } else if #[cfg(target_os = "freebsd")] {
-        mod freebsd;
-        mod membarrier;
-    } else if #[cfg(windows)] {
-        mod windows;
-    } else if #[cfg(target_vendor = "apple")] {
-        mod apple;
-    }
-}
-
-cfg_if::cfg_if! {
-    // On Windows and Apple the OS does the maintenance and `CTR_EL0` is never read: only `isb`
-    // (for `pipeline_flush_local`) is used there.
-    if #[cfg(all(target_arch = "aarch64", any(windows, target_vendor = "apple")))] {
-        #[path = "../arch/aarch64.rs"]
-        #[allow(dead_code)]
-        mod arch;
-    } else if #[cfg(target_arch = "aarch64")] {
-        #[path = "../arch/aarch64.rs"]
-        mod arch;
-    } else if #[cfg(any(target_arch = "x86", target_arch = "x86_64"))] {
-        #[path = "../arch/x86.rs"]
-        mod arch;
-    } else if #[cfg(all(target_arch = "arm", target_feature = "v7"))] {
-        #[path = "../arch/arm.rs"]
-        mod arch;
-    } else if #[cfg(target_arch = "s390x")] {
-        #[path = "../arch/s390x.rs"]
-        mod arch;
-    } else if #[cfg(target_arch = "riscv64")] {
-        #[path = "../arch/riscv64.rs"]
-        mod arch;
-    } else if #[cfg(target_arch = "loongarch64")] {
-        #[path = "../arch/loongarch64.rs"]
-        mod arch;
-    }
-}
-
+mod arch;
+mod clear;
+mod flush;
 mod local;
-mod sys;
+mod os;
 
 /// How this platform makes written code visible to instruction fetch.
 ///
@@ -246,7 +207,7 @@ pub unsafe fn clear_cache(ptr: *const c_void, len: usize) -> Result<(), Error> {
         None => Ok(()),
         Some(Err(())) => Err(Error::invalid_input("clear_cache")),
         // SAFETY: the caller guarantees the range is mapped and readable.
-        Some(Ok(last)) => unsafe { sys::clear_range(start, len, last) },
+        Some(Ok(last)) => unsafe { clear::clear_range(start, len, last) },
     }
 }
 
@@ -286,7 +247,7 @@ pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), 
         }
     }
     // SAFETY: every range was checked not to wrap; the caller guarantees they are readable.
-    unsafe { sys::clear_ranges(ranges.iter().map(|&(p, l)| (p as usize, l))) }
+    unsafe { clear::clear_ranges(ranges.iter().map(|&(p, l)| (p as usize, l))) }
 }
 
 /// [`clear_cache_many`] for byte slices. Safe: slices are always mapped and readable.
@@ -299,7 +260,7 @@ pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), 
 /// ```
 pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
     // SAFETY: slices never wrap and are mapped and readable for their lifetime.
-    unsafe { sys::clear_ranges(code.iter().map(|s| (s.as_ptr() as usize, s.len()))) }
+    unsafe { clear::clear_ranges(code.iter().map(|s| (s.as_ptr() as usize, s.len()))) }
 }
 
 /// Makes every other thread of the process discard instructions it has already fetched, so
@@ -322,7 +283,7 @@ pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
 /// ```
 #[inline]
 pub fn pipeline_flush_mt() -> Result<(), Error> {
-    sys::pipeline_flush_mt()
+    flush::pipeline_flush_mt()
 }
 
 /// Makes the *calling* thread discard instructions it fetched before: the reader-side
@@ -379,7 +340,7 @@ pub fn pipeline_flush_local() -> Result<(), Error> {
 /// # Ok::<(), icache::Error>(())
 /// ```
 pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
-    sys::prepare_pipeline_flush()
+    flush::prepare_pipeline_flush()
 }
 
 /// Describes the caches of the running machine as this crate uses them. On AArch64 Linux the
@@ -390,5 +351,5 @@ pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
 /// println!("{:?}: D-line {:?}, I-line {:?}", info.maintenance, info.dcache_line, info.icache_line);
 /// ```
 pub fn cache_info() -> CacheInfo {
-    sys::cache_info()
+    clear::cache_info()
 }

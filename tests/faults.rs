@@ -41,7 +41,7 @@ fn mode() -> String {
     std::env::var("ICACHE_FAULTS").unwrap_or_else(|_| "none".into())
 }
 
-/// The outcome `choose()` in `src/membarrier.rs` documents for the injected mode on this architecture.
+/// The outcome `choose()` in `src/flush/membarrier.rs` documents for the injected mode on this architecture.
 /// `None` when the unfiltered kernel lacks SYNC_CORE: then only consistency is checked.
 fn expected() -> Option<Expected> {
     let riscv = cfg!(target_arch = "riscv64");

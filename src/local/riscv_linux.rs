@@ -17,7 +17,7 @@ static STATE: AtomicI32 = AtomicI32::new(0);
 
 #[cold]
 fn enable() -> i32 {
-    let state = match crate::linux::riscv_enable_user_fence_i() {
+    let state = match crate::os::riscv_enable_user_fence_i() {
         Ok(()) => 1,
         Err(errno) => -errno.max(1),
     };

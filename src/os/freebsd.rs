@@ -1,6 +1,6 @@
 //! The thin FreeBSD layer: `membarrier` (FreeBSD 14.1+, system call 584 in
 //! `sys/kern/syscalls.master`), with the same commands as Linux; the choice between them is
-//! shared with Linux in `src/membarrier.rs`.
+//! shared with Linux in `src/flush/membarrier.rs`.
 //!
 //! Cache maintenance needs no system call here: on AArch64 FreeBSD sets `SCTLR_EL1.UCT` and
 //! `SCTLR_EL1.UCI` (`sctlr_set` in `sys/arm64/arm64/locore.S`), so EL0 may read `CTR_EL0` and
@@ -14,11 +14,6 @@ const SYS_MEMBARRIER: libc::c_int = 584;
 /// `__FreeBSD_version` of 14.1-RELEASE, where `membarrier(2)` first appeared (its manual page,
 /// HISTORY).
 const MEMBARRIER_OSRELDATE: libc::c_int = 1_401_000;
-
-fn errno() -> i32 {
-    // SAFETY: the libc returns a valid pointer to this thread's errno.
-    unsafe { *libc::__error() }
-}
 
 /// The running kernel's `kern.osreldate`, or the errno of the `sysctl`.
 fn kernel_osreldate() -> Result<libc::c_int, i32> {
@@ -37,11 +32,7 @@ fn kernel_osreldate() -> Result<libc::c_int, i32> {
             0,
         )
     };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(value)
-    }
+    super::errno::result(r).map(|_| value)
 }
 
 /// Whether the kernel has `membarrier`. A kernel without it would raise SIGSYS (fatal by
@@ -68,9 +59,5 @@ pub fn membarrier(cmd: i32) -> Result<i32, i32> {
             0 as libc::c_int,
         )
     };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(r)
-    }
+    super::errno::result(r as libc::c_int)
 }

@@ -3,14 +3,9 @@
 //! The strongest mechanism the kernel allows is chosen once per process and remembered; each
 //! OS module only provides the raw system calls (`os::membarrier`, `os::membarrier_available`).
 
+use crate::os;
 use crate::{Error, PipelineFlush};
 use core::sync::atomic::{AtomicU32, Ordering};
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-use crate::linux as os;
-
-#[cfg(target_os = "freebsd")]
-use crate::freebsd as os;
 
 /// `membarrier` commands, from Linux's `include/uapi/linux/membarrier.h` (FreeBSD's
 /// `sys/sys/membarrier.h` has the same values).

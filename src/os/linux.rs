@@ -1,19 +1,6 @@
 //! The thin Linux (and Android) layer: every system call the crate makes, wrapped once, errors
 //! carried as the kernel gave them. The choice of the cross-thread pipeline flush, shared with
-//! FreeBSD, is in `src/membarrier.rs`.
-
-fn errno() -> i32 {
-    // SAFETY: the libc returns a valid pointer to this thread's errno.
-    unsafe {
-        cfg_if::cfg_if! {
-            if #[cfg(target_os = "android")] {
-                *libc::__errno()
-            } else {
-                *libc::__errno_location()
-            }
-        }
-    }
-}
+//! FreeBSD, is in `src/flush/membarrier.rs`.
 
 /// Linux has had `membarrier` since 4.3; an older kernel answers `ENOSYS`, which the chooser
 /// handles like any other refusal.
@@ -34,11 +21,7 @@ pub fn membarrier(cmd: i32) -> Result<i32, i32> {
             0 as libc::c_int,
         )
     };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(r as i32)
-    }
+    super::errno::result(r as libc::c_int)
 }
 
 /// `riscv_flush_icache(start, end, flags)`, syscall 259 (`arch/riscv/include/uapi/asm/unistd.h`).
@@ -50,11 +33,7 @@ pub fn riscv_flush_icache(start: usize, end: usize, flags: usize) -> Result<(), 
     // SAFETY: the kernel only uses the range as a hint (today it ignores it); no memory is
     // accessed through it.
     let r = unsafe { libc::syscall(NR_RISCV_FLUSH_ICACHE, start, end, flags) };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(())
-    }
+    super::errno::result(r).map(|_| ())
 }
 
 /// `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX = 71, PR_RISCV_CTX_SW_FENCEI_ON = 0,
@@ -76,11 +55,7 @@ pub fn riscv_enable_user_fence_i() -> Result<(), i32> {
             0 as libc::c_ulong,
         )
     };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(())
-    }
+    super::errno::result(r).map(|_| ())
 }
 
 /// The 32-bit Arm private `cacheflush(start, end, 0)` syscall, number 0x0f0002
@@ -91,9 +66,5 @@ pub fn arm_cacheflush(start: usize, end: usize) -> Result<(), i32> {
     const ARM_NR_CACHEFLUSH: libc::c_long = 0x0f0002;
     // SAFETY: the kernel checks the range against the process's mappings itself.
     let r = unsafe { libc::syscall(ARM_NR_CACHEFLUSH, start, end, 0 as libc::c_int) };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(())
-    }
+    super::errno::result(r).map(|_| ())
 }

@@ -13,10 +13,10 @@
 //!   so returning `Ok(())` reports a flush that really happened. It is what .NET's runtime
 //!   uses for the same purpose on Windows.
 
-use crate::{CacheInfo, Error, Maintenance, PipelineFlush};
+use crate::{CacheInfo, Error, Maintenance};
 use windows_sys::Win32::Foundation::GetLastError;
 use windows_sys::Win32::System::Diagnostics::Debug::FlushInstructionCache;
-use windows_sys::Win32::System::Threading::{FlushProcessWriteBuffers, GetCurrentProcess};
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 /// One `FlushInstructionCache` for `[start, start + len)`.
 ///
@@ -56,15 +56,13 @@ pub fn cache_info() -> CacheInfo {
     }
 }
 
-/// `FlushProcessWriteBuffers`: cannot fail, see the module documentation.
-#[inline]
-pub fn pipeline_flush_mt() -> Result<(), Error> {
-    // SAFETY: takes no arguments and touches no memory of ours.
-    unsafe { FlushProcessWriteBuffers() };
-    Ok(())
-}
-
-/// Nothing to register on Windows.
-pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
-    Ok(PipelineFlush::FlushProcessWriteBuffers)
+/// One `FlushInstructionCache` per range: the kernel flushes only what it is given.
+///
+/// # Safety
+/// As for [`clear_range`], for every range.
+pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
+    ranges: I,
+) -> Result<(), Error> {
+    // SAFETY: forwarded from `clear_cache_many`.
+    unsafe { super::each_range(ranges, clear_range) }
 }

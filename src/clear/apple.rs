@@ -6,18 +6,9 @@
 //! issues no cache-maintenance instruction itself. On x86-64 the caches are coherent; the call is
 //! kept because it is the platform's contract (and costs a function call).
 //!
-//! `pipeline_flush_mt` returns [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported): Darwin
-//! has no `membarrier` and no `FlushProcessWriteBuffers`. The one known stand-in, used by .NET's
-//! runtime (its PAL's `FlushProcessWriteBuffers`) and HotSpot on macOS, walks every thread of the
-//! task (`task_threads`) and asks the kernel for its registers
-//! (`thread_get_register_pointer_values`); both describe it as forcing each thread to emit a
-//! *memory* barrier. Nothing Apple documents says it synchronises instruction fetch, it costs
-//! Mach calls per thread, and it cannot be tested here, so this crate does not claim it. A JIT on Apple AArch64 makes other threads resynchronise itself: each thread that
-//! will run new code executes an `isb` after it observes the publication (for example with an
-//! acquire load of the entry point in a handshake), which is what a context-synchronisation
-//! event requires.
+//! The cross-thread flush is in `src/flush/unsupported.rs`.
 
-use crate::{CacheInfo, Error, Maintenance, PipelineFlush};
+use crate::{CacheInfo, Error, Maintenance};
 use core::ffi::c_void;
 
 // libSystem is linked into every Darwin process (the `libc` crate links it too).
@@ -49,12 +40,13 @@ pub fn cache_info() -> CacheInfo {
     }
 }
 
-/// No mechanism the crate can stand behind on Darwin: see the module documentation.
-pub fn pipeline_flush_mt() -> Result<(), Error> {
-    Err(Error::unsupported("pipeline_flush_mt", 0))
-}
-
-/// As [`pipeline_flush_mt`].
-pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
-    Err(Error::unsupported("pipeline_flush_mt", 0))
+/// One `sys_icache_invalidate` per range: libSystem walks only what it is given.
+///
+/// # Safety
+/// As for [`clear_range`], for every range.
+pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
+    ranges: I,
+) -> Result<(), Error> {
+    // SAFETY: forwarded from `clear_cache_many`.
+    unsafe { super::each_range(ranges, clear_range) }
 }

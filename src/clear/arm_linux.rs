@@ -1,0 +1,34 @@
+//! Linux 32-bit Arm: cache maintenance is privileged, so the kernel's `cacheflush` does it.
+
+use crate::{CacheInfo, Error, Maintenance};
+
+/// The kernel's `cacheflush` does the clean, invalidate and barriers for the range.
+#[inline]
+/// # Safety
+/// No range wraps, and every byte of every range is mapped readable (the contract of
+/// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
+pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
+    crate::os::arm_cacheflush(start, last.saturating_add(1)).map_err(|e| Error::os("cacheflush", e))
+}
+
+/// One `cacheflush` per range: the kernel walks only the range it is given.
+///
+/// # Safety
+/// No range wraps, and every byte of every range is mapped readable (the contract of
+/// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
+pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
+    ranges: I,
+) -> Result<(), Error> {
+    // SAFETY: forwarded from `clear_cache_many`.
+    unsafe { super::each_range(ranges, clear_range) }
+}
+
+pub fn cache_info() -> CacheInfo {
+    CacheInfo {
+        maintenance: Maintenance::SystemCall,
+        dcache_line: None,
+        icache_line: None,
+        idc: false,
+        dic: false,
+    }
+}

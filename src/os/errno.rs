@@ -1,0 +1,22 @@
+//! The one conversion of a raw system-call result: negative means "failed, see `errno`".
+
+/// `Ok(r)` for a non-negative result, else `Err` with this thread's `errno`.
+#[inline]
+pub fn result<T: Copy + PartialOrd + From<i8>>(r: T) -> Result<T, i32> {
+    if r >= T::from(0) {
+        return Ok(r);
+    }
+    // SAFETY: the libc returns a valid pointer to this thread's errno.
+    let errno = unsafe {
+        cfg_if::cfg_if! {
+            if #[cfg(target_os = "android")] {
+                *libc::__errno()
+            } else if #[cfg(target_os = "freebsd")] {
+                *libc::__error()
+            } else {
+                *libc::__errno_location()
+            }
+        }
+    };
+    Err(errno)
+}
