@@ -77,10 +77,10 @@ unsafe fn sync<I: Iterator<Item = (usize, usize)> + Clone>(ranges: I, ctr: plan:
     arch::isb();
 }
 
-#[inline]
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
+#[inline]
 pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache`. The iterator is made inside the closure so
     // that only two registers' worth is captured.
@@ -88,7 +88,6 @@ pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), 
     Ok(())
 }
 
-///
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).

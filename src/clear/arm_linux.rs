@@ -3,10 +3,10 @@
 use crate::{CacheInfo, Error, Maintenance};
 
 /// The kernel's `cacheflush` does the clean, invalidate and barriers for the range.
-#[inline]
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
+#[inline]
 pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
     crate::os::arm_cacheflush(start, last.saturating_add(1)).map_err(|e| Error::os("cacheflush", e))
 }

@@ -14,10 +14,10 @@ use crate::arch::dbar_ibar as local_barrier;
 #[cfg(target_arch = "riscv64")]
 use crate::arch::fence_i as local_barrier;
 
-#[inline]
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
+#[inline]
 pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
     local_barrier();
     Ok(())

@@ -4,10 +4,10 @@ use crate::{plan, CacheInfo, Error, Maintenance};
 
 /// One `riscv_flush_icache(start, end, 0)`: flags 0 reaches every hart running the
 /// process (wasmtime's flags 1 is the caller's hart only).
-#[inline]
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
+#[inline]
 pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
     crate::os::riscv_flush_icache(start, last.saturating_add(1), 0)
         .map_err(|e| Error::os("riscv_flush_icache(flags = 0)", e))
