@@ -121,9 +121,9 @@ if want mutants; then
   mutant no-clean aarch64-unknown-linux-gnu cortex-a53 src/clear/aarch64.rs \
     's/unsafe { arch::dc_cvau_lines(w.first, w.count - 1, w.line_log2) };/let _ = w;/' no-clean
   mutant no-dsb-between aarch64-unknown-linux-gnu a64fx src/clear/aarch64.rs \
-    '0,/^            arch::dsb_ish();/{/^            arch::dsb_ish();/d}' invalidate-before-clean
+    '0,/^ *arch::dsb_ish();/{/^ *arch::dsb_ish();/d}' invalidate-before-clean
   mutant no-isb aarch64-unknown-linux-gnu neoverse-n2 src/clear/aarch64.rs \
-    's/^            arch::isb();$//' no-context-sync-writer
+    's/^ *arch::isb();$//' no-context-sync-writer
   mutant local-sync-nothing aarch64-unknown-linux-gnu cortex-a53 src/local/instruction.rs \
     's/^    crate::arch::local_sync();$//' no-context-sync-other
   mutant flags-1 riscv64gc-unknown-linux-gnu rv64 src/clear/riscv_linux.rs \
