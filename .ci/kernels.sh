@@ -333,8 +333,10 @@ boot_for() {
   for n in "${names[@]}"; do
     local body end verdict detail results passed=0
     # The program's output between its begin and end markers.
-    body=$(awk -v b="${mark}begin $n" -v e="${mark}end $n " '$0 == b { on = 1; next }
-      on && index($0, e) == 1 { print; exit } on' "$log")
+    # The last run counts: init runs a program once more after the time limit killed it.
+    body=$(awk -v b="${mark}begin $n" -v e="${mark}end $n " '$0 == b { on = 1; buf = ""; next }
+      on { buf = buf $0 "\n" } on && index($0, e) == 1 { on = 0; last = buf }
+      END { if (on) last = buf; printf "%s", last }' "$log")
     end=$(grep "^${mark}end $n " <<<"$body" || true)
     verdict=fail
     if [ -z "$body" ]; then
@@ -355,6 +357,9 @@ boot_for() {
       else
         detail="${end#"${mark}end $n "}; $(grep -m1 -E '^test result: FAILED' <<<"$body" || echo 'no ok summary')"
       fi
+    fi
+    if grep -q "^${mark}retry $n " "$log"; then
+      detail="$detail (second run: the first stalled until the time limit)"
     fi
     # In the single-threaded pass a binary without any live-patch test ran nothing.
     [ "$pass" = st ] && [ "$verdict" = ok ] && [ "$passed" = 0 ] && continue
