@@ -18,13 +18,6 @@ import subprocess
 import sys
 import tempfile
 
-FINDING_CLASSES = [
-    "no-clean", "clean-not-completed", "store-not-completed", "no-invalidate",
-    "invalidate-before-clean", "invalidate-not-completed", "no-context-sync-writer",
-    "no-context-sync-other", "no-fence-i", "fence-i-other-hart",
-]
-WARNING_CLASSES = ["fence-i-without-prctl"]
-
 # Models: (name, arch, what it is). IDC/DIC and line sizes come from the model's CTR_EL0.
 MODELS = [
     ("max", "aarch64", "32-byte lines"),

@@ -105,7 +105,7 @@ enum arch { A_AARCH64, A_RISCV64 };
 static enum arch arch;
 static unsigned gran_shift;        /* log2 of the store granule: 2 (A64), 1 (RISC-V C) */
 static uint64_t ctr;               /* CTR_EL0 */
-static bool ctr_known, ctr_arg;
+static bool ctr_arg;
 static unsigned dline, iline;      /* bytes */
 static bool idc, dic;
 
@@ -215,13 +215,11 @@ struct pending {
 };
 
 struct vcpu {
-    bool live;
     long tid;                 /* host thread id = guest thread id in user mode */
     uint64_t csync;           /* AArch64: last context synchronisation; RISC-V: last fence.i */
     GArray *pending;          /* struct pending: issued, not yet completed by a dsb */
     GArray *dsbs;             /* uint64_t: times of completing dsbs, ascending */
-    int64_t sc_num;           /* the system call in progress */
-    uint64_t sc_args[4];
+    uint64_t sc_args[3];      /* the first arguments of the system call in progress */
     bool cmodx;               /* RISC-V: prctl enabled for this thread (PER_THREAD) */
 };
 
@@ -247,7 +245,6 @@ static void vcpu_init(qemu_plugin_id_t id, unsigned int idx)
         v->dsbs = g_array_new(false, false, sizeof(uint64_t));
     }
     g_array_set_size(v->pending, 0);
-    v->live = true;
     v->tid = 0;
     v->cmodx = false;
     /* A new AArch64 thread starts with an exception return; a RISC-V thread gets no fence.i
@@ -429,7 +426,6 @@ static void set_ctr(uint64_t value)
     iline = 4u << (value & 0xf);
     idc = (value >> 28) & 1;
     dic = (value >> 29) & 1;
-    ctr_known = true;
 }
 
 static struct qemu_plugin_register *find_reg(const char *name)
@@ -804,7 +800,6 @@ static void syscall_cb(qemu_plugin_id_t id, unsigned int idx, int64_t num, uint6
                        uint64_t a7, uint64_t a8)
 {
     struct vcpu *v = vcpu_of(idx);
-    v->sc_num = num;
     v->sc_args[0] = a1;
     v->sc_args[1] = a2;
     v->sc_args[2] = a3;
