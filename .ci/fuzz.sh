@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes icache's pure planning code (fuzz/: CTR_EL0 decoding, LineWalk, RangePlan, last_byte)
+# Fuzzes icache's pure planning code (fuzz/: CTR_EL0 decoding, Span, LineWalk, RangePlan)
 # with cargo-fuzz and libFuzzer, each target against a plain model, for FUZZ_SECONDS each
 # (default 30). Fails on any crash, panic, overflow or sanitizer report.
 set -euo pipefail

@@ -9,6 +9,9 @@
 //! stores of the new code can never be moved after them (the same reason Linux's
 //! `arch/arm64/include/asm/barrier.h` gives its barriers a "memory" clobber). `nostack`: none
 //! touches the stack.
+//!
+//! On Windows and Apple the OS does the maintenance and the crate never reads `CTR_EL0`
+//! (`src/clear/mod.rs`): only `isb` is compiled there.
 
 use core::arch::asm;
 
@@ -17,6 +20,7 @@ use core::arch::asm;
 ///
 /// `nomem` is right here and only here: reading an ID register neither reads nor writes memory
 /// and orders nothing.
+#[cfg(not(any(windows, target_vendor = "apple")))]
 #[inline(always)]
 pub fn read_ctr_el0() -> u64 {
     let ctr: u64;
@@ -33,6 +37,7 @@ pub fn read_ctr_el0() -> u64 {
 /// instructions per line instead of a plain loop's 4 (each line still needs its own address:
 /// one `add`), and 5 for a single line. Taking `more` rather than a count lets the compiler fold
 /// the planner's `+ 1` away.
+#[cfg(not(any(windows, target_vendor = "apple")))]
 macro_rules! walk_lines {
     ($op:literal, $first:expr, $more:expr, $log2:expr) => {
         asm!(
@@ -76,6 +81,7 @@ macro_rules! walk_lines {
 /// # Safety
 /// Every line must be mapped readable by this process (otherwise the instruction faults: at EL0
 /// `dc cvau` and `ic ivau` need read permission, per the Arm ARM).
+#[cfg(not(any(windows, target_vendor = "apple")))]
 #[inline(always)]
 pub unsafe fn dc_cvau_lines(first: usize, more: usize, line_log2: u32) {
     // SAFETY: the caller guarantees the lines are mapped; the walk touches exactly `1 + more`.
@@ -86,6 +92,7 @@ pub unsafe fn dc_cvau_lines(first: usize, more: usize, line_log2: u32) {
 ///
 /// # Safety
 /// As for [`dc_cvau_lines`].
+#[cfg(not(any(windows, target_vendor = "apple")))]
 #[inline(always)]
 pub unsafe fn ic_ivau_lines(first: usize, more: usize, line_log2: u32) {
     // SAFETY: as for `dc_cvau_lines`.
@@ -94,6 +101,7 @@ pub unsafe fn ic_ivau_lines(first: usize, more: usize, line_log2: u32) {
 
 /// `dsb ish`: waits for earlier stores and cache maintenance to complete in the inner shareable
 /// domain (every core of the system).
+#[cfg(not(any(windows, target_vendor = "apple")))]
 #[inline(always)]
 pub fn dsb_ish() {
     // SAFETY: a barrier has no operands and cannot fault. Not `nomem`: it orders memory.

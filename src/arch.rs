@@ -2,14 +2,7 @@
 //! `src/clear/` and `src/local/` use it as `crate::arch`.
 
 cfg_if::cfg_if! {
-    // On Windows and Apple the OS does the maintenance and `CTR_EL0` is never read: only `isb`
-    // (for `pipeline_flush_local`) is used there.
-    if #[cfg(all(target_arch = "aarch64", any(windows, target_vendor = "apple")))] {
-        #[path = "../arch/aarch64.rs"]
-        #[allow(dead_code)]
-        mod imp;
-        pub use imp::*;
-    } else if #[cfg(target_arch = "aarch64")] {
+    if #[cfg(target_arch = "aarch64")] {
         #[path = "../arch/aarch64.rs"]
         mod imp;
         pub use imp::*;
@@ -17,7 +10,7 @@ cfg_if::cfg_if! {
         #[path = "../arch/x86.rs"]
         mod imp;
         pub use imp::*;
-    } else if #[cfg(all(target_arch = "arm", target_feature = "v7"))] {
+    } else if #[cfg(all(target_arch = "arm", any(target_os = "linux", target_os = "android")))] {
         #[path = "../arch/arm.rs"]
         mod imp;
         pub use imp::*;

@@ -59,28 +59,11 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) const fn invalid_input(operation: &'static str) -> Self {
+    /// `errno` is the OS error number, or 0 when there is none (for `Unsupported`: the last
+    /// refusal seen while looking for a mechanism, 0 if the platform has none).
+    pub(crate) const fn new(kind: ErrorKind, operation: &'static str, errno: i32) -> Self {
         Error {
-            kind: ErrorKind::InvalidInput,
-            operation,
-            errno: 0,
-        }
-    }
-
-    /// `errno` is the last error seen while looking for a mechanism, 0 if none.
-    #[allow(dead_code)] // Not every platform has an unsupported case.
-    pub(crate) const fn unsupported(operation: &'static str, errno: i32) -> Self {
-        Error {
-            kind: ErrorKind::Unsupported,
-            operation,
-            errno,
-        }
-    }
-
-    #[allow(dead_code)] // Platforms without system calls never build one.
-    pub(crate) const fn os(operation: &'static str, errno: i32) -> Self {
-        Error {
-            kind: ErrorKind::Os,
+            kind,
             operation,
             errno,
         }

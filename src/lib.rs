@@ -82,7 +82,8 @@
 //! # Ok::<(), icache::Error>(())
 //! ```
 //!
-//! The pure logic ([`plan`]) is public so that it can be tested and reused.
+//! The module `icache::plan` (the pure range and line planning) is public only for the project's
+//! tests and fuzz targets; it is hidden from these docs and not part of the stable API.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -94,6 +95,7 @@ extern crate std;
 use core::ffi::c_void;
 
 mod error;
+#[doc(hidden)]
 pub mod plan;
 
 pub use error::{Error, ErrorKind};
@@ -109,27 +111,70 @@ mod os;
 /// ```
 /// let m = icache::cache_info().maintenance;
 /// # #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-/// assert_eq!(m, icache::Maintenance::None);
+/// assert_eq!(m, icache::Maintenance::Coherent);
+/// # #[cfg(windows)]
+/// assert_eq!(m, icache::Maintenance::SystemCall); // FlushInstructionCache, on every Windows
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Maintenance {
-    /// The caches are coherent with instruction fetch: [`clear_cache`] does nothing.
-    None,
-    /// User-space instructions (`dc cvau`, `ic ivau`, barriers) do the work.
+    /// The caches and the pipeline stay coherent with instruction fetch (x86 and s390x on Linux
+    /// and FreeBSD): [`clear_cache`] does nothing.
+    Coherent,
+    /// The caches are coherent, but the core may still run instructions it fetched before:
+    /// [`clear_cache`] runs one barrier on the calling core (LoongArch `dbar 0; ibar 0`).
+    Barrier,
+    /// User-space instructions do the work: AArch64 `dc cvau`, `ic ivau` and barriers, or
+    /// bare-metal RISC-V `fence.i`.
     Instructions,
-    /// The OS must do it: [`clear_cache`] makes a system call.
+    /// The kernel does it: [`clear_cache`] makes a system call (Linux RISC-V
+    /// `riscv_flush_icache`, 32-bit Arm `cacheflush`, Windows `FlushInstructionCache`).
     SystemCall,
+    /// A function of the OS's own library does it (Apple's `sys_icache_invalidate`); how, the
+    /// crate does not see.
+    LibraryCall,
     /// No known mechanism: [`clear_cache`] returns [`ErrorKind::Unsupported`].
     Unsupported,
 }
 
-/// A description of the running machine's caches as this crate sees and uses them.
+/// The level 1 instruction cache's indexing and tagging policy (AArch64 `CTR_EL0.L1Ip`).
+///
+/// It matters when the same memory is mapped twice (W^X: written through a writable alias, run
+/// through an executable one): `ic ivau` invalidates by virtual address, and with a VIPT
+/// instruction cache, which Linux always treats as aliasing, only the lines of the address
+/// given are sure to go. So [`clear_cache`] must be given the **executable** alias (which must be
+/// readable: at EL0 `ic ivau` needs read permission). PIPT caches do not alias.
+///
+/// ```
+/// use icache::L1Icache;
+/// if let Some(policy) = icache::cache_info().l1_icache {
+///     println!("L1 I-cache: {policy:?}, aliasing: {}", policy == L1Icache::Vipt);
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum L1Icache {
+    /// Virtually indexed, physically tagged (aliasing, as Linux treats it).
+    Vipt,
+    /// Physically indexed, physically tagged.
+    Pipt,
+    /// VMID-aware PIPT (ARMv8.0 to 8.6; reserved since).
+    Vpipt,
+    /// ASID-tagged virtually indexed, virtually tagged (ARMv8.0; reserved since).
+    Aivivt,
+}
+
+/// A description of the running machine's caches as this crate sees and uses them. A field is
+/// `None` where the crate does not know the answer (the OS does the work, or the architecture
+/// has no such register), never a guess.
 ///
 /// ```
 /// let info = icache::cache_info();
 /// if let Some(line) = info.icache_line {
 ///     assert!(line.is_power_of_two() && line >= 4);
+/// }
+/// if info.idc == Some(true) {
+///     println!("no D-cache clean needed");
 /// }
 /// println!("{info:?}");
 /// ```
@@ -138,16 +183,20 @@ pub enum Maintenance {
 pub struct CacheInfo {
     /// What [`clear_cache`] does here.
     pub maintenance: Maintenance,
-    /// The smallest D-cache line in bytes, where the crate walks lines itself.
+    /// The smallest D-cache line in bytes (AArch64 `CTR_EL0.DminLine`), where the crate walks
+    /// lines itself.
     pub dcache_line: Option<usize>,
-    /// The smallest I-cache line in bytes, where the crate walks lines itself.
+    /// The smallest I-cache line in bytes (AArch64 `CTR_EL0.IminLine`), where the crate walks
+    /// lines itself.
     pub icache_line: Option<usize>,
-    /// Cleaning the D-cache is not needed for coherence (AArch64 `CTR_EL0.IDC`, or coherent
-    /// caches).
-    pub idc: bool,
-    /// Invalidating the I-cache is not needed for coherence (AArch64 `CTR_EL0.DIC`, or coherent
-    /// caches).
-    pub dic: bool,
+    /// Whether cleaning the D-cache can be skipped (AArch64 `CTR_EL0.IDC`; `Some(true)` where
+    /// the caches are coherent; `None` where unknown).
+    pub idc: Option<bool>,
+    /// Whether invalidating the I-cache can be skipped (AArch64 `CTR_EL0.DIC`; `Some(true)`
+    /// where the caches are coherent; `None` where unknown).
+    pub dic: Option<bool>,
+    /// The L1 instruction cache's policy (AArch64 `CTR_EL0.L1Ip`), where the crate reads it.
+    pub l1_icache: Option<L1Icache>,
 }
 
 /// The mechanism [`pipeline_flush_mt`] uses, chosen once per process.
@@ -182,10 +231,20 @@ pub enum PipelineFlush {
 
 /// Makes `len` bytes from `ptr` coherent between data and instruction side: after it returns,
 /// the calling thread (after its own `isb`, which this call issues) fetches what was written.
-/// Other threads also need [`pipeline_flush_mt`].
+/// Other threads also need [`pipeline_flush_mt`] (or [`pipeline_flush_local`] on each).
 ///
 /// `len == 0` succeeds and touches nothing, whatever `ptr` is. A range that wraps around the
 /// address space returns [`ErrorKind::InvalidInput`] and touches nothing.
+///
+/// **Two mappings of the same memory** (W^X: written through a writable alias, run through an
+/// executable one): pass the address of the alias that will be *executed*. Instruction caches
+/// may be indexed by virtual address ([`L1Icache::Vipt`]), so invalidating through the writable
+/// alias can leave stale lines for the executable one. That alias must be readable (`PROT_READ |
+/// PROT_EXEC`): AArch64 `ic ivau` at EL0 and Apple's `sys_icache_invalidate` fault otherwise.
+///
+/// Async-signal-safe: no locks, no allocation, no thread-local storage. A signal handler may
+/// patch code and call it. Where it makes a system call that fails, it sets `errno` as any
+/// system call does.
 ///
 /// # Safety
 /// Every byte of the range must be mapped and readable by this process: the cache-maintenance
@@ -202,12 +261,11 @@ pub enum PipelineFlush {
 /// ```
 #[inline]
 pub unsafe fn clear_cache(ptr: *const c_void, len: usize) -> Result<(), Error> {
-    let start = ptr as usize;
-    match plan::last_byte(start, len) {
-        None => Ok(()),
-        Some(Err(())) => Err(Error::invalid_input("clear_cache")),
+    match plan::Span::new(ptr as usize, len) {
+        Ok(None) => Ok(()),
+        Err(plan::WrapsAround) => Err(Error::new(ErrorKind::InvalidInput, "clear_cache", 0)),
         // SAFETY: the caller guarantees the range is mapped and readable.
-        Some(Ok(last)) => unsafe { clear::clear_range(start, len, last) },
+        Ok(Some(span)) => unsafe { clear::clear_range(span) },
     }
 }
 
@@ -241,13 +299,12 @@ pub fn clear_cache_slice(code: &[u8]) -> Result<(), Error> {
 /// # Ok::<(), icache::Error>(())
 /// ```
 pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), Error> {
-    for &(ptr, len) in ranges {
-        if let Some(Err(())) = plan::last_byte(ptr as usize, len) {
-            return Err(Error::invalid_input("clear_cache_many"));
-        }
+    let span = |&(ptr, len): &(*const c_void, usize)| plan::Span::new(ptr as usize, len);
+    if ranges.iter().any(|r| span(r).is_err()) {
+        return Err(Error::new(ErrorKind::InvalidInput, "clear_cache_many", 0));
     }
-    // SAFETY: every range was checked not to wrap; the caller guarantees they are readable.
-    unsafe { clear::clear_ranges(ranges.iter().map(|&(p, l)| (p as usize, l))) }
+    // SAFETY: the caller guarantees every range is mapped and readable; none wraps (checked).
+    unsafe { clear::clear_ranges(ranges.iter().filter_map(move |r| span(r).ok().flatten())) }
 }
 
 /// [`clear_cache_many`] for byte slices. Safe: slices are always mapped and readable.
@@ -259,8 +316,12 @@ pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), 
 /// # Ok::<(), icache::Error>(())
 /// ```
 pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
-    // SAFETY: slices never wrap and are mapped and readable for their lifetime.
-    unsafe { clear::clear_ranges(code.iter().map(|s| (s.as_ptr() as usize, s.len()))) }
+    // Slices never wrap (an allocation stays below `isize::MAX` bytes): only empty ones drop out.
+    let spans = code
+        .iter()
+        .filter_map(|s| plan::Span::new(s.as_ptr() as usize, s.len()).ok().flatten());
+    // SAFETY: a slice's bytes are mapped and readable for its lifetime.
+    unsafe { clear::clear_ranges(spans) }
 }
 
 /// Makes every other thread of the process discard instructions it has already fetched, so
@@ -270,6 +331,11 @@ pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
 /// (which can take milliseconds; [`prepare_pipeline_flush`] pays that at start-up), and every
 /// later call is exactly one system call. Where the kernel lacks it, the strongest fallback is
 /// chosen once and remembered (see [`PipelineFlush`]).
+///
+/// Async-signal-safe, like [`clear_cache`]: a signal handler that patches code may call it
+/// (the first call registers, so call [`prepare_pipeline_flush`] at start-up). A child made by
+/// `fork` keeps the parent's registration (Linux copies it with the memory map) and the choice
+/// the crate remembered; `exec` drops both.
 ///
 /// # Errors
 /// [`ErrorKind::Unsupported`] (with the last OS error) when the kernel or a seccomp filter
@@ -299,7 +365,8 @@ pub fn pipeline_flush_mt() -> Result<(), Error> {
 ///
 /// | platform | instruction |
 /// |---|---|
-/// | AArch64, 32-bit Arm (ARMv7+) | `isb` |
+/// | AArch64 | `isb` |
+/// | Linux 32-bit Arm | `isb` where the kernel reports an ARMv7 or later core (`AT_PLATFORM`); [`ErrorKind::Unsupported`] on older ones |
 /// | Linux RISC-V | `fence.i`, after the first call enabled `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON, PER_PROCESS)` for the process (Linux 6.10+), so that the kernel keeps it valid when the thread migrates |
 /// | bare-metal RISC-V | `fence.i` |
 /// | x86, x86-64 | `serialize` where CPUID reports it, else `cpuid` (the SDM's cross-modifying-code rule) |
@@ -309,6 +376,8 @@ pub fn pipeline_flush_mt() -> Result<(), Error> {
 ///
 /// On Linux RISC-V the first call changes a per-process setting: from then on the kernel runs
 /// `fence.i` on the hart any thread of the process migrates to (a small cost per migration).
+///
+/// Async-signal-safe, like [`clear_cache`].
 ///
 /// # Errors
 /// [`ErrorKind::Unsupported`] where no instruction is known, and on Linux RISC-V when the

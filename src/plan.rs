@@ -1,6 +1,10 @@
-//! The pure logic behind cache maintenance: decoding `CTR_EL0` and planning which cache lines a
-//! range touches. No assembly, no system calls, no state, so it is tested exhaustively, fuzzed
-//! and run under Miri; the architecture code only walks the plans it is given.
+//! The pure logic behind cache maintenance: validating a range, decoding `CTR_EL0` and planning
+//! which cache lines a range touches. No assembly, no system calls, no state, so it is tested
+//! exhaustively, fuzzed and run under Miri; the architecture code only walks the plans it is
+//! given.
+//!
+//! Public for the project's own tests and fuzz targets, and hidden from the documentation's front
+//! page: it is not part of the stable API and may change in any release.
 
 /// A raw value of the AArch64 `CTR_EL0` register (Cache Type Register), decoded per the Arm
 /// Architecture Reference Manual (D23.2, "CTR_EL0").
@@ -60,6 +64,17 @@ impl CtrEl0 {
         self.0 & (1 << 28) != 0
     }
 
+    /// `L1Ip`, bits 15:14: the level 1 instruction cache's indexing and tagging policy
+    /// (0b00 VPIPT, 0b01 AIVIVT, both reserved in later Arm ARMs; 0b10 VIPT; 0b11 PIPT).
+    ///
+    /// ```
+    /// assert_eq!(icache::plan::CtrEl0(0x8444_c004).l1ip(), 0b11); // Cortex-A72: PIPT
+    /// assert_eq!(icache::plan::CtrEl0(0x8444_8004).l1ip(), 0b10); // Cortex-A53: VIPT
+    /// ```
+    pub const fn l1ip(self) -> u32 {
+        ((self.0 >> 14) & 0b11) as u32
+    }
+
     /// `DIC`, bit 29: invalidating the I-cache to the point of unification is not required.
     ///
     /// ```
@@ -70,50 +85,214 @@ impl CtrEl0 {
     }
 }
 
-/// A walk over consecutive cache lines: `count` lines of `1 << line_log2` bytes from `first`.
+/// A non-empty range of addresses that does not wrap around the address space: the only input
+/// the platform code takes. Built by one checked constructor, [`Span::new`], so every walk
+/// planned from it has at least one line and no address computation on it overflows.
 ///
 /// ```
-/// use icache::plan::LineWalk;
-/// let w = LineWalk::new(0x1003, 0x41, 6); // bytes 0x1003..=0x1043 with 64-byte lines
-/// assert_eq!((w.first, w.count), (0x1000, 2));
+/// use icache::plan::Span;
+/// let s = Span::new(0x1000, 0x10).unwrap().unwrap();
+/// assert_eq!((s.start(), s.last(), s.len()), (0x1000, 0x100f, 0x10));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Span {
+    start: usize,
+    last: usize,
+}
+
+/// The error of [`Span::new`]: the range runs past the top of the address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WrapsAround;
+
+impl Span {
+    /// The `len` bytes from `start`: `Ok(None)` for an empty range (which needs nothing, whatever
+    /// `start` is), [`WrapsAround`] if the range runs past the top of the address space. A range
+    /// that ends exactly at the top is valid.
+    ///
+    /// ```
+    /// use icache::plan::{Span, WrapsAround};
+    /// assert_eq!(Span::new(0x1000, 0), Ok(None));
+    /// assert_eq!(Span::new(usize::MAX, 1).unwrap().unwrap().last(), usize::MAX);
+    /// assert_eq!(Span::new(usize::MAX, 2), Err(WrapsAround));
+    /// ```
+    #[inline(always)]
+    pub const fn new(start: usize, len: usize) -> Result<Option<Span>, WrapsAround> {
+        if len == 0 {
+            return Ok(None);
+        }
+        match start.checked_add(len - 1) {
+            Some(last) => Ok(Some(Span { start, last })),
+            None => Err(WrapsAround),
+        }
+    }
+
+    /// The first byte's address.
+    ///
+    /// ```
+    /// assert_eq!(icache::plan::Span::new(7, 1).unwrap().unwrap().start(), 7);
+    /// ```
+    #[inline(always)]
+    pub const fn start(self) -> usize {
+        self.start
+    }
+
+    /// The last byte's address (inclusive, so a span can end at `usize::MAX`).
+    ///
+    /// ```
+    /// assert_eq!(icache::plan::Span::new(7, 2).unwrap().unwrap().last(), 8);
+    /// ```
+    #[inline(always)]
+    pub const fn last(self) -> usize {
+        self.last
+    }
+
+    /// The number of bytes, at least 1.
+    ///
+    /// ```
+    /// assert_eq!(icache::plan::Span::new(usize::MAX, 1).unwrap().unwrap().len(), 1);
+    /// ```
+    #[inline(always)]
+    #[allow(clippy::len_without_is_empty)] // A span is never empty.
+    pub const fn len(self) -> usize {
+        self.last - self.start + 1
+    }
+
+    /// The address one past the last byte, saturated at `usize::MAX` for a span that ends at the
+    /// top of the address space (system calls take `[start, end)`; no mapping reaches the top).
+    ///
+    /// ```
+    /// assert_eq!(icache::plan::Span::new(7, 2).unwrap().unwrap().end(), 9);
+    /// ```
+    #[inline(always)]
+    pub const fn end(self) -> usize {
+        self.last.saturating_add(1)
+    }
+
+    /// The smallest span that holds both.
+    ///
+    /// ```
+    /// use icache::plan::Span;
+    /// let (a, b) = (Span::new(0x40, 8).unwrap().unwrap(), Span::new(0x10, 4).unwrap().unwrap());
+    /// assert_eq!(a.hull(b), Span::new(0x10, 0x38).unwrap().unwrap());
+    /// ```
+    #[inline(always)]
+    pub const fn hull(self, other: Span) -> Span {
+        Span {
+            start: if self.start < other.start {
+                self.start
+            } else {
+                other.start
+            },
+            last: if self.last > other.last {
+                self.last
+            } else {
+                other.last
+            },
+        }
+    }
+}
+
+/// A walk over consecutive cache lines: the lines of `1 << line_log2` bytes that hold a
+/// [`Span`], from the first to the last, at least one.
+///
+/// ```
+/// use icache::plan::{LineWalk, Span};
+/// let w = LineWalk::new(Span::new(0x1003, 0x41).unwrap().unwrap(), 6); // 64-byte lines
+/// assert_eq!((w.first(), w.count()), (0x1000, 2));
 /// assert_eq!(w.addresses().collect::<Vec<_>>(), [0x1000, 0x1040]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LineWalk {
-    /// Address of the first line: the start aligned down to the line size.
-    pub first: usize,
-    /// Number of lines, at least 1.
-    pub count: usize,
-    /// log2 of the line size in bytes.
-    pub line_log2: u32,
+    first: usize,
+    more: usize,
+    line_log2: u32,
 }
 
 impl LineWalk {
-    /// The lines that overlap the `len` bytes from `start`. `len` must be non-zero and
-    /// `start + (len - 1)` must not overflow (see [`last_byte`]).
+    /// The smallest line size a walk takes, log2 (4 bytes, `CTR_EL0`'s smallest).
+    pub const MIN_LINE_LOG2: u32 = 2;
+    /// The largest line size a walk takes, log2 (half the address space).
+    pub const MAX_LINE_LOG2: u32 = usize::BITS - 1;
+
+    /// The lines of `1 << line_log2` bytes that overlap `span`. `line_log2` is clamped to
+    /// [`MIN_LINE_LOG2`](Self::MIN_LINE_LOG2)..=[`MAX_LINE_LOG2`](Self::MAX_LINE_LOG2), so that
+    /// the line count and every address fit a `usize` (`CTR_EL0` reports 4 B to 128 KiB).
     ///
     /// Counting lines, rather than comparing against an end address, keeps the walk correct
-    /// even for a range that ends at the very top of the address space.
+    /// even for a span that ends at the very top of the address space.
     ///
     /// ```
-    /// let w = icache::plan::LineWalk::new(64, 64, 6);
-    /// assert_eq!((w.first, w.count), (64, 1));
+    /// use icache::plan::{LineWalk, Span};
+    /// let w = LineWalk::new(Span::new(64, 64).unwrap().unwrap(), 6);
+    /// assert_eq!((w.first(), w.count()), (64, 1));
     /// ```
     #[inline(always)]
-    pub const fn new(start: usize, len: usize, line_log2: u32) -> Self {
-        let last = start + (len - 1);
-        let first_index = start >> line_log2;
+    pub const fn new(span: Span, line_log2: u32) -> Self {
+        let line_log2 = if line_log2 < Self::MIN_LINE_LOG2 {
+            Self::MIN_LINE_LOG2
+        } else if line_log2 > Self::MAX_LINE_LOG2 {
+            Self::MAX_LINE_LOG2
+        } else {
+            line_log2
+        };
+        let first_index = span.start >> line_log2;
         LineWalk {
             first: first_index << line_log2,
-            count: (last >> line_log2) - first_index + 1,
+            more: (span.last >> line_log2) - first_index,
             line_log2,
         }
+    }
+
+    /// Address of the first line: the span's start aligned down to the line size.
+    ///
+    /// ```
+    /// use icache::plan::{LineWalk, Span};
+    /// assert_eq!(LineWalk::new(Span::new(70, 1).unwrap().unwrap(), 6).first(), 64);
+    /// ```
+    #[inline(always)]
+    pub const fn first(&self) -> usize {
+        self.first
+    }
+
+    /// The number of lines after the first (the assembly walks the first one unconditionally).
+    ///
+    /// ```
+    /// use icache::plan::{LineWalk, Span};
+    /// assert_eq!(LineWalk::new(Span::new(60, 8).unwrap().unwrap(), 6).more(), 1);
+    /// ```
+    #[inline(always)]
+    pub const fn more(&self) -> usize {
+        self.more
+    }
+
+    /// The number of lines, at least 1.
+    ///
+    /// ```
+    /// use icache::plan::{LineWalk, Span};
+    /// assert_eq!(LineWalk::new(Span::new(0, 256).unwrap().unwrap(), 6).count(), 4);
+    /// ```
+    #[inline(always)]
+    pub const fn count(&self) -> usize {
+        // Cannot overflow: with lines of 4 bytes or more, `more` is at most `usize::MAX >> 2`.
+        self.more + 1
+    }
+
+    /// log2 of the line size in bytes.
+    ///
+    /// ```
+    /// use icache::plan::{LineWalk, Span};
+    /// assert_eq!(LineWalk::new(Span::new(0, 1).unwrap().unwrap(), 0).line_log2(), 2);
+    /// ```
+    #[inline(always)]
+    pub const fn line_log2(&self) -> u32 {
+        self.line_log2
     }
 
     /// The line size in bytes.
     ///
     /// ```
-    /// assert_eq!(icache::plan::LineWalk::new(0, 1, 5).step(), 32);
+    /// use icache::plan::{LineWalk, Span};
+    /// assert_eq!(LineWalk::new(Span::new(0, 1).unwrap().unwrap(), 5).step(), 32);
     /// ```
     #[inline(always)]
     pub const fn step(&self) -> usize {
@@ -123,46 +302,25 @@ impl LineWalk {
     /// The address of every line of the walk, in order.
     ///
     /// ```
-    /// let w = icache::plan::LineWalk::new(30, 4, 5);
+    /// use icache::plan::{LineWalk, Span};
+    /// let w = LineWalk::new(Span::new(30, 4).unwrap().unwrap(), 5);
     /// assert_eq!(w.addresses().collect::<Vec<_>>(), [0, 32]);
     /// ```
     pub fn addresses(self) -> impl Iterator<Item = usize> {
-        (0..self.count).map(move |i| self.first + (i << self.line_log2))
+        (0..=self.more).map(move |i| self.first + (i << self.line_log2))
     }
 }
 
-/// The address of the last byte of `len` bytes from `start`, or `None` for an empty range
-/// (`Some(Err)` if the range wraps around the address space). A range that ends exactly at the
-/// top of the address space is valid.
-///
-/// ```
-/// use icache::plan::last_byte;
-/// assert_eq!(last_byte(0x1000, 0), None);
-/// assert_eq!(last_byte(0x1000, 0x10), Some(Ok(0x100f)));
-/// assert_eq!(last_byte(usize::MAX, 1), Some(Ok(usize::MAX)));
-/// assert_eq!(last_byte(usize::MAX, 2), Some(Err(())));
-/// ```
-#[inline(always)]
-#[allow(clippy::result_unit_err)] // The only failure has no detail to carry.
-pub const fn last_byte(start: usize, len: usize) -> Option<Result<usize, ()>> {
-    if len == 0 {
-        return None;
-    }
-    match start.checked_add(len - 1) {
-        Some(last) => Some(Ok(last)),
-        None => Some(Err(())),
-    }
-}
-
-/// What AArch64 must do for one range: the D-lines to clean (`dc cvau`) and the I-lines to
+/// What AArch64 must do for one span: the D-lines to clean (`dc cvau`) and the I-lines to
 /// invalidate (`ic ivau`), each `None` when `CTR_EL0` says that step is not needed.
 ///
 /// ```
-/// use icache::plan::{CtrEl0, RangePlan};
-/// let p = RangePlan::new(0x1010, 0x20, CtrEl0(0x8444_c004)).unwrap();
-/// assert_eq!(p.clean.unwrap().count, 1);
-/// assert_eq!(p.invalidate.unwrap().count, 1);
-/// let coherent = RangePlan::new(0x1010, 0x20, CtrEl0(0xb444_c004)).unwrap();
+/// use icache::plan::{CtrEl0, RangePlan, Span};
+/// let span = Span::new(0x1010, 0x20).unwrap().unwrap();
+/// let p = RangePlan::new(span, CtrEl0(0x8444_c004));
+/// assert_eq!(p.clean.unwrap().count(), 1);
+/// assert_eq!(p.invalidate.unwrap().count(), 1);
+/// let coherent = RangePlan::new(span, CtrEl0(0xb444_c004));
 /// assert_eq!((coherent.clean, coherent.invalidate), (None, None));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,29 +332,26 @@ pub struct RangePlan {
 }
 
 impl RangePlan {
-    /// Plans `len` bytes from `start`. `None` for an empty range, which needs nothing at all.
-    /// The caller must have rejected a wrapping range (see [`last_byte`]).
+    /// Plans one span with the line sizes and flags of `ctr`.
     ///
     /// ```
-    /// use icache::plan::{CtrEl0, RangePlan};
-    /// assert_eq!(RangePlan::new(0x1000, 0, CtrEl0(0x8444_c004)), None);
+    /// use icache::plan::{CtrEl0, RangePlan, Span};
+    /// let p = RangePlan::new(Span::new(0, 4).unwrap().unwrap(), CtrEl0(0x9444_c004)); // IDC
+    /// assert!(p.clean.is_none() && p.invalidate.is_some());
     /// ```
     #[inline(always)]
-    pub const fn new(start: usize, len: usize, ctr: CtrEl0) -> Option<Self> {
-        if len == 0 {
-            return None;
-        }
-        Some(RangePlan {
+    pub const fn new(span: Span, ctr: CtrEl0) -> Self {
+        RangePlan {
             clean: if ctr.idc() {
                 None
             } else {
-                Some(LineWalk::new(start, len, ctr.dcache_line_log2()))
+                Some(LineWalk::new(span, ctr.dcache_line_log2()))
             },
             invalidate: if ctr.dic() {
                 None
             } else {
-                Some(LineWalk::new(start, len, ctr.icache_line_log2()))
+                Some(LineWalk::new(span, ctr.icache_line_log2()))
             },
-        })
+        }
     }
 }

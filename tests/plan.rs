@@ -2,7 +2,7 @@
 //! 64 KiB (and the architectural maximum, 128 KiB), every IDC/DIC combination, unaligned starts
 //! and ends, ranges at the top of the address space, and wrap-around.
 
-use icache::plan::{last_byte, CtrEl0, LineWalk, RangePlan};
+use icache::plan::{CtrEl0, LineWalk, RangePlan, Span, WrapsAround};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -39,6 +39,18 @@ fn ctr(dline_log2: u32, iline_log2: u32, idc: bool, dic: bool) -> CtrEl0 {
     )
 }
 
+/// The span of a range the test knows is non-empty and does not wrap.
+fn span(start: usize, len: usize) -> Span {
+    Span::new(start, len)
+        .expect("the test's range wraps")
+        .expect("the test's range is empty")
+}
+
+/// Whether `len` bytes from `start` run past the top of the address space.
+fn wraps(start: usize, len: usize) -> bool {
+    Span::new(start, len).is_err()
+}
+
 fn walk_set(w: LineWalk) -> BTreeSet<usize> {
     w.addresses().collect()
 }
@@ -68,11 +80,13 @@ proptest! {
         start in any_start(),
         (line_log2, len) in (2u32..=17).prop_flat_map(|l| (Just(l), prop_oneof![1usize..300, 1usize..(1usize << (MAX_LINES_LOG2 + l))])),
     ) {
-        prop_assume!(last_byte(start, len) != Some(Err(())));
-        let w = LineWalk::new(start, len, line_log2);
+        prop_assume!(!wraps(start, len));
+        let w = LineWalk::new(span(start, len), line_log2);
         let expect = lines_touched(start, len, 1 << line_log2);
-        prop_assert_eq!(w.count, expect.len());
-        prop_assert_eq!(w.first % w.step(), 0);
+        prop_assert_eq!(w.count(), expect.len());
+        prop_assert_eq!(w.more() + 1, w.count());
+        prop_assert_eq!(w.line_log2(), line_log2);
+        prop_assert_eq!(w.first() % w.step(), 0);
         prop_assert_eq!(walk_set(w), expect);
     }
 
@@ -90,12 +104,13 @@ proptest! {
         idc: bool,
         dic: bool,
     ) {
-        prop_assume!(last_byte(start, len) != Some(Err(())));
+        prop_assume!(!wraps(start, len));
         let c = ctr(dline, iline, idc, dic);
         prop_assert_eq!((c.dcache_line_log2(), c.icache_line_log2(), c.idc(), c.dic()), (dline, iline, idc, dic));
-        match RangePlan::new(start, len, c) {
+        match Span::new(start, len).unwrap() {
             None => prop_assert_eq!(len, 0),
-            Some(p) => {
+            Some(s) => {
+                let p = RangePlan::new(s, c);
                 prop_assert!(len > 0);
                 prop_assert_eq!(p.clean.is_none(), idc);
                 prop_assert_eq!(p.invalidate.is_none(), dic);
@@ -110,16 +125,29 @@ proptest! {
     }
 
     #[test]
-    fn last_byte_rejects_exactly_the_wrapping_ranges(start: usize, len: usize) {
+    fn span_rejects_exactly_the_wrapping_ranges(start: usize, len: usize) {
         let wraps = (start as u128) + (len as u128) > (usize::MAX as u128) + 1;
-        match last_byte(start, len) {
-            None => prop_assert_eq!(len, 0),
-            Some(Err(())) => prop_assert!(wraps),
-            Some(Ok(last)) => {
+        match Span::new(start, len) {
+            Ok(None) => prop_assert_eq!(len, 0),
+            Err(WrapsAround) => prop_assert!(wraps),
+            Ok(Some(s)) => {
                 prop_assert!(!wraps);
-                prop_assert_eq!(last as u128, start as u128 + len as u128 - 1);
+                prop_assert_eq!((s.start(), s.len()), (start, len));
+                prop_assert_eq!(s.last() as u128, start as u128 + len as u128 - 1);
+                prop_assert_eq!(s.end() as u128, (start as u128 + len as u128).min(usize::MAX as u128));
             }
         }
+    }
+
+    #[test]
+    fn hull_holds_both_spans_and_nothing_outside_them(a in any_start(), la in 1usize..1 << 20, b in any_start(), lb in 1usize..1 << 20) {
+        // Shortened to fit below the top of the address space rather than rejected.
+        let (la, lb) = (la.min(usize::MAX - a).max(1), lb.min(usize::MAX - b).max(1));
+        let (x, y) = (span(a, la), span(b, lb));
+        let h = x.hull(y);
+        prop_assert_eq!(h, y.hull(x));
+        prop_assert_eq!(h.start(), x.start().min(y.start()));
+        prop_assert_eq!(h.last(), x.last().max(y.last()));
     }
 
     #[test]
@@ -152,7 +180,7 @@ fn exhaustive_small_ranges() {
         ];
         for &start in &starts {
             for len in 1..=3 * line.min(EXHAUSTIVE_MAX_LEN) + 2 {
-                let w = LineWalk::new(start, len, line_log2);
+                let w = LineWalk::new(span(start, len), line_log2);
                 assert_eq!(
                     walk_set(w),
                     lines_touched_bytewise(start, len, line),
@@ -175,10 +203,10 @@ fn top_of_address_space() {
         };
         for &len in lens {
             let start = usize::MAX - (len - 1);
-            assert_eq!(last_byte(start, len), Some(Ok(usize::MAX)));
-            let w = LineWalk::new(start, len, line_log2);
+            assert_eq!(span(start, len).last(), usize::MAX);
+            let w = LineWalk::new(span(start, len), line_log2);
             assert_eq!(
-                w.first + ((w.count - 1) << line_log2),
+                w.first() + (w.more() << line_log2),
                 usize::MAX & !((1 << line_log2) - 1)
             );
             assert_eq!(walk_set(w), lines_touched(start, len, 1 << line_log2));
@@ -221,5 +249,24 @@ fn decodes_every_field_value() {
     for bits in 0..4u64 {
         let c = CtrEl0((1 << 31) | (bits << 28));
         assert_eq!((c.idc(), c.dic()), (bits & 1 != 0, bits & 2 != 0));
+    }
+}
+
+/// Line sizes outside what a walk can take are clamped, so the count and every address still
+/// fit a `usize`: 1- and 2-byte "lines" walk 4-byte lines, and the whole address space with the
+/// largest line is two lines.
+#[test]
+fn line_sizes_are_clamped() {
+    let all = span(0, usize::MAX);
+    for log2 in [0, 1, 2] {
+        let w = LineWalk::new(all, log2);
+        assert_eq!((w.line_log2(), w.count()), (2, (usize::MAX >> 2) + 1));
+    }
+    for log2 in [usize::BITS - 1, usize::BITS, u32::MAX] {
+        let w = LineWalk::new(span(0, usize::MAX).hull(span(usize::MAX, 1)), log2);
+        assert_eq!(
+            (w.line_log2(), w.first(), w.count()),
+            (usize::BITS - 1, 0, 2)
+        );
     }
 }

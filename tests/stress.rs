@@ -132,8 +132,15 @@ fn check_cache_info_against_hardware(info: &icache::CacheInfo) {
         Some(4 << ((ctr >> 16) & 0xf)),
         "CTR_EL0 {ctr:#x}"
     );
-    assert_eq!(info.idc, ctr & (1 << 28) != 0, "CTR_EL0 {ctr:#x}");
-    assert_eq!(info.dic, ctr & (1 << 29) != 0, "CTR_EL0 {ctr:#x}");
+    assert_eq!(info.idc, Some(ctr & (1 << 28) != 0), "CTR_EL0 {ctr:#x}");
+    assert_eq!(info.dic, Some(ctr & (1 << 29) != 0), "CTR_EL0 {ctr:#x}");
+    let l1ip = match (ctr >> 14) & 3 {
+        0 => icache::L1Icache::Vpipt,
+        1 => icache::L1Icache::Aivivt,
+        2 => icache::L1Icache::Vipt,
+        _ => icache::L1Icache::Pipt,
+    };
+    assert_eq!(info.l1_icache, Some(l1ip), "CTR_EL0 {ctr:#x}");
 }
 
 #[cfg(not(target_arch = "aarch64"))]

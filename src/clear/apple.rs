@@ -8,6 +8,7 @@
 //!
 //! The cross-thread flush is in `src/flush/unsupported.rs`.
 
+use crate::plan::Span;
 use crate::{CacheInfo, Error, Maintenance};
 use core::ffi::c_void;
 
@@ -20,23 +21,24 @@ extern "C" {
 /// # Safety
 /// The range must be mapped and readable (the caller's contract in `clear_cache`).
 #[inline]
-pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), Error> {
+pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
     // SAFETY: the caller guarantees the range is mapped; the function only maintains caches for
     // it (the pointer is `void *` in C but nothing is written through it).
-    unsafe { sys_icache_invalidate(start as *mut c_void, len) };
+    unsafe { sys_icache_invalidate(span.start() as *mut c_void, span.len()) };
     Ok(())
 }
 
-/// Reported as [`Maintenance::SystemCall`]: the OS's library does the work and the crate does not
-/// see how (line sizes stay unknown).
+/// Reported as [`Maintenance::LibraryCall`]: libSystem does the work and the crate does not see
+/// how, so on AArch64 the line sizes and flags stay unknown. x86-64 caches are coherent.
 pub fn cache_info() -> CacheInfo {
-    let coherent = cfg!(target_arch = "x86_64");
+    let coherent = cfg!(target_arch = "x86_64").then_some(true);
     CacheInfo {
-        maintenance: Maintenance::SystemCall,
+        maintenance: Maintenance::LibraryCall,
         dcache_line: None,
         icache_line: None,
         idc: coherent,
         dic: coherent,
+        l1_icache: None,
     }
 }
 
@@ -44,9 +46,7 @@ pub fn cache_info() -> CacheInfo {
 ///
 /// # Safety
 /// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
-    ranges: I,
-) -> Result<(), Error> {
+pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(ranges: I) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
     unsafe { super::each_range(ranges, clear_range) }
 }

@@ -1,14 +1,17 @@
 //! Linux 32-bit Arm: cache maintenance is privileged, so the kernel's `cacheflush` does it.
 
-use crate::{CacheInfo, Error, Maintenance};
+use crate::plan::Span;
+use crate::{CacheInfo, Error, ErrorKind, Maintenance};
 
 /// The kernel's `cacheflush` does the clean, invalidate and barriers for the range.
+///
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
 #[inline]
-pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), Error> {
-    crate::os::arm_cacheflush(start, last.saturating_add(1)).map_err(|e| Error::os("cacheflush", e))
+pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
+    crate::os::arm_cacheflush(span.start(), span.end())
+        .map_err(|e| Error::new(ErrorKind::Os, "cacheflush", e))
 }
 
 /// One `cacheflush` per range: the kernel walks only the range it is given.
@@ -16,9 +19,7 @@ pub unsafe fn clear_range(start: usize, _len: usize, last: usize) -> Result<(), 
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
-pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
-    ranges: I,
-) -> Result<(), Error> {
+pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(ranges: I) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
     unsafe { super::each_range(ranges, clear_range) }
 }
@@ -28,7 +29,8 @@ pub fn cache_info() -> CacheInfo {
         maintenance: Maintenance::SystemCall,
         dcache_line: None,
         icache_line: None,
-        idc: false,
-        dic: false,
+        idc: None,
+        dic: None,
+        l1_icache: None,
     }
 }

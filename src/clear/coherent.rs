@@ -2,31 +2,31 @@
 //! "Self-Modifying Code"; z/Architecture Principles of Operation, "Storage-Operand Fetch
 //! References"), so there is nothing to do, and nothing is left once inlined.
 
+use crate::plan::Span;
 use crate::{CacheInfo, Error, Maintenance};
 
 /// # Safety
 /// No range wraps, and every byte of the range is mapped readable (the contract of
 /// `clear_cache`); nothing is touched here anyway.
 #[inline(always)]
-pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
+pub unsafe fn clear_range(_span: Span) -> Result<(), Error> {
     Ok(())
 }
 
 /// # Safety
 /// As for [`clear_range`], for every range.
 #[inline(always)]
-pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
-    _ranges: I,
-) -> Result<(), Error> {
+pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(_ranges: I) -> Result<(), Error> {
     Ok(())
 }
 
 pub fn cache_info() -> CacheInfo {
     CacheInfo {
-        maintenance: Maintenance::None,
+        maintenance: Maintenance::Coherent,
         dcache_line: None,
         icache_line: None,
-        idc: true,
-        dic: true,
+        idc: Some(true),
+        dic: Some(true),
+        l1_icache: None,
     }
 }

@@ -1,5 +1,6 @@
 //! One unranged barrier on the calling core: bare-metal RISC-V and LoongArch.
 
+use crate::plan::Span;
 use crate::{CacheInfo, Error, Maintenance};
 
 // One unranged barrier on the calling core does the work:
@@ -18,7 +19,7 @@ use crate::arch::fence_i as local_barrier;
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
 #[inline]
-pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<(), Error> {
+pub unsafe fn clear_range(_span: Span) -> Result<(), Error> {
     local_barrier();
     Ok(())
 }
@@ -28,22 +29,27 @@ pub unsafe fn clear_range(_start: usize, _len: usize, _last: usize) -> Result<()
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
-pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
-    mut ranges: I,
-) -> Result<(), Error> {
-    if ranges.any(|(_, len)| len != 0) {
+pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(mut ranges: I) -> Result<(), Error> {
+    if ranges.next().is_some() {
         local_barrier();
     }
     Ok(())
 }
 
+/// LoongArch: coherent caches and one barrier. Bare-metal RISC-V: `fence.i` does whatever the
+/// hart's caches need, which the crate cannot see.
 pub fn cache_info() -> CacheInfo {
-    let coherent = cfg!(target_arch = "loongarch64");
+    let loongarch = cfg!(target_arch = "loongarch64");
     CacheInfo {
-        maintenance: Maintenance::Instructions,
+        maintenance: if loongarch {
+            Maintenance::Barrier
+        } else {
+            Maintenance::Instructions
+        },
         dcache_line: None,
         icache_line: None,
-        idc: coherent,
-        dic: coherent,
+        idc: loongarch.then_some(true),
+        dic: loongarch.then_some(true),
+        l1_icache: None,
     }
 }

@@ -34,26 +34,24 @@ cfg_if::cfg_if! {
     }
 }
 
-/// Calls `clear_range` once per non-empty range, stopping at the first error: for the platforms
-/// whose OS call walks exactly the range it is given (Windows, Apple, 32-bit Arm Linux).
+/// Calls `clear_range` once per span, stopping at the first error: for the platforms whose OS
+/// call walks exactly the range it is given (Windows, Apple, 32-bit Arm Linux).
 ///
 /// # Safety
-/// As for `clear_range`, for every range.
+/// As for `clear_range`, for every span.
 #[cfg(any(
     windows,
     target_vendor = "apple",
     all(target_arch = "arm", any(target_os = "linux", target_os = "android"))
 ))]
 #[inline]
-unsafe fn each_range<I: Iterator<Item = (usize, usize)>>(
-    ranges: I,
-    clear_range: unsafe fn(usize, usize, usize) -> Result<(), crate::Error>,
+unsafe fn each_range<I: Iterator<Item = crate::plan::Span>>(
+    spans: I,
+    clear_range: unsafe fn(crate::plan::Span) -> Result<(), crate::Error>,
 ) -> Result<(), crate::Error> {
-    for (start, len) in ranges {
-        if let Some(Ok(last)) = crate::plan::last_byte(start, len) {
-            // SAFETY: forwarded from the caller.
-            unsafe { clear_range(start, len, last)? };
-        }
+    for span in spans {
+        // SAFETY: forwarded from the caller.
+        unsafe { clear_range(span)? };
     }
     Ok(())
 }

@@ -13,18 +13,20 @@
 //!   so returning `Ok(())` reports a flush that really happened. It is what .NET's runtime
 //!   uses for the same purpose on Windows.
 
-use crate::{CacheInfo, Error, Maintenance};
+use crate::plan::Span;
+use crate::{CacheInfo, Error, ErrorKind, Maintenance};
 use windows_sys::Win32::Foundation::GetLastError;
 use windows_sys::Win32::System::Diagnostics::Debug::FlushInstructionCache;
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
-/// One `FlushInstructionCache` for `[start, start + len)`.
+/// One `FlushInstructionCache` for the span.
 ///
 /// # Safety
 /// The range must be part of this process's address space (the caller's contract in
 /// `clear_cache`); the kernel checks it anyway and fails the call rather than fault.
 #[inline]
-pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), Error> {
+pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
+    let (start, len) = (span.start(), span.len());
     // SAFETY: `GetCurrentProcess` returns a pseudo-handle that needs no closing;
     // `FlushInstructionCache` reads no memory of ours, it only maintains the caches for the range.
     let ok = unsafe { FlushInstructionCache(GetCurrentProcess(), start as *const _, len) };
@@ -33,26 +35,26 @@ pub unsafe fn clear_range(start: usize, len: usize, _last: usize) -> Result<(), 
     } else {
         // SAFETY: reads this thread's last-error value, set by the failed call just above.
         let code = unsafe { GetLastError() };
-        Err(Error::os("FlushInstructionCache", code as i32))
+        Err(Error::new(
+            ErrorKind::Os,
+            "FlushInstructionCache",
+            code as i32,
+        ))
     }
 }
 
 pub fn cache_info() -> CacheInfo {
-    cfg_if::cfg_if! {
-        if #[cfg(any(target_arch = "x86_64", target_arch = "x86"))] {
-            // Coherent caches (Intel SDM vol. 3A, "Self-modifying code"): the call stays because
-            // Windows documents it as required, but no line is walked.
-            let (idc, dic) = (true, true);
-        } else {
-            let (idc, dic) = (false, false);
-        }
-    }
+    // x86 caches are coherent (Intel SDM vol. 3A, "Self-modifying code"): the call stays because
+    // Windows documents it as required. On AArch64 the kernel does the work: the crate does not
+    // read `CTR_EL0` there and does not know the answers.
+    let coherent = cfg!(any(target_arch = "x86_64", target_arch = "x86")).then_some(true);
     CacheInfo {
         maintenance: Maintenance::SystemCall,
         dcache_line: None,
         icache_line: None,
-        idc,
-        dic,
+        idc: coherent,
+        dic: coherent,
+        l1_icache: None,
     }
 }
 
@@ -60,9 +62,7 @@ pub fn cache_info() -> CacheInfo {
 ///
 /// # Safety
 /// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<I: Iterator<Item = (usize, usize)> + Clone>(
-    ranges: I,
-) -> Result<(), Error> {
+pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(ranges: I) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
     unsafe { super::each_range(ranges, clear_range) }
 }

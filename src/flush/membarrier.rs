@@ -4,17 +4,16 @@
 //! OS module only provides the raw system calls (`os::membarrier`, `os::membarrier_available`).
 
 use crate::os;
-use crate::{Error, PipelineFlush};
+use crate::{Error, ErrorKind, PipelineFlush};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// `membarrier` commands, from Linux's `include/uapi/linux/membarrier.h` (FreeBSD's
-/// `sys/sys/membarrier.h` has the same values).
-#[allow(dead_code)] // RISC-V and LoongArch never fall back to the plain expedited commands.
-pub mod cmd {
+/// `sys/sys/membarrier.h` has the same values). The registration of the plain expedited
+/// command is in the one fallback that uses it.
+mod cmd {
     pub const QUERY: i32 = 0;
     pub const GLOBAL: i32 = 1;
     pub const PRIVATE_EXPEDITED: i32 = 8;
-    pub const REGISTER_PRIVATE_EXPEDITED: i32 = 16;
     pub const PRIVATE_EXPEDITED_SYNC_CORE: i32 = 32;
     pub const REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: i32 = 64;
 }
@@ -40,7 +39,13 @@ fn decode(state: u32) -> Result<PipelineFlush, Error> {
         2 => PipelineFlush::MembarrierPrivateExpedited,
         3 => PipelineFlush::MembarrierGlobal,
         4 => PipelineFlush::RiscvFlushIcache,
-        _ => return Err(Error::unsupported("pipeline_flush_mt", (state >> 8) as i32)),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "pipeline_flush_mt",
+                (state >> 8) as i32,
+            ))
+        }
     })
 }
 
@@ -80,27 +85,47 @@ fn choose() -> Result<PipelineFlush, i32> {
             Err(e) => last_errno = e,
         }
     }
-    cfg_if::cfg_if! {
-        if #[cfg(all(target_arch = "riscv64", any(target_os = "linux", target_os = "android")))] {
-            // The flush syscall's own result supersedes membarrier's.
-            let _ = last_errno;
-            os::riscv_flush_icache(0, 0, 0).map(|()| PipelineFlush::RiscvFlushIcache)
-        } else if #[cfg(any(target_arch = "riscv64", target_arch = "loongarch64"))] {
-            // No argument that an interrupt return synchronises instruction fetch here.
-            Err(last_errno)
-        } else {
-            if has(cmd::PRIVATE_EXPEDITED | cmd::REGISTER_PRIVATE_EXPEDITED) {
-                match os::membarrier(cmd::REGISTER_PRIVATE_EXPEDITED) {
-                    Ok(_) => return Ok(PipelineFlush::MembarrierPrivateExpedited),
-                    Err(e) => last_errno = e,
-                }
-            }
-            if has(cmd::GLOBAL) {
-                return Ok(PipelineFlush::MembarrierGlobal);
-            }
-            Err(last_errno)
+    fallback(mask, last_errno)
+}
+
+/// Linux RISC-V, after `SYNC_CORE`: the kernel's own cross-hart flush. Its result supersedes
+/// membarrier's.
+#[cfg(all(
+    target_arch = "riscv64",
+    any(target_os = "linux", target_os = "android")
+))]
+fn fallback(_mask: i32, _last_errno: i32) -> Result<PipelineFlush, i32> {
+    os::riscv_flush_icache(0, 0, 0).map(|()| PipelineFlush::RiscvFlushIcache)
+}
+
+/// RISC-V elsewhere and LoongArch: no argument that an interrupt return synchronises instruction
+/// fetch, so nothing after `SYNC_CORE`.
+#[cfg(all(
+    any(target_arch = "riscv64", target_arch = "loongarch64"),
+    not(all(
+        target_arch = "riscv64",
+        any(target_os = "linux", target_os = "android")
+    ))
+))]
+fn fallback(_mask: i32, last_errno: i32) -> Result<PipelineFlush, i32> {
+    Err(last_errno)
+}
+
+/// Arm, x86 and the rest: an interrupt's return synchronises the context (steps 3 and 4 above).
+#[cfg(not(any(target_arch = "riscv64", target_arch = "loongarch64")))]
+fn fallback(mask: i32, mut last_errno: i32) -> Result<PipelineFlush, i32> {
+    const REGISTER_PRIVATE_EXPEDITED: i32 = 16;
+    let has = |c: i32| mask & c == c;
+    if has(cmd::PRIVATE_EXPEDITED | REGISTER_PRIVATE_EXPEDITED) {
+        match os::membarrier(REGISTER_PRIVATE_EXPEDITED) {
+            Ok(_) => return Ok(PipelineFlush::MembarrierPrivateExpedited),
+            Err(e) => last_errno = e,
         }
     }
+    if has(cmd::GLOBAL) {
+        return Ok(PipelineFlush::MembarrierGlobal);
+    }
+    Err(last_errno)
 }
 
 #[cold]
@@ -129,7 +154,11 @@ pub fn pipeline_flush_mt() -> Result<(), Error> {
     if STATE.load(Ordering::Relaxed) == 1 {
         return match os::membarrier(cmd::PRIVATE_EXPEDITED_SYNC_CORE) {
             Ok(_) => Ok(()),
-            Err(e) => Err(Error::os("membarrier(PRIVATE_EXPEDITED_SYNC_CORE)", e)),
+            Err(e) => Err(Error::new(
+                ErrorKind::Os,
+                "membarrier(PRIVATE_EXPEDITED_SYNC_CORE)",
+                e,
+            )),
         };
     }
     pipeline_flush_other()
@@ -152,7 +181,7 @@ fn pipeline_flush_other() -> Result<(), Error> {
         ))]
         4 => {
             return os::riscv_flush_icache(0, 0, 0)
-                .map_err(|e| Error::os("riscv_flush_icache(flags = 0)", e));
+                .map_err(|e| Error::new(ErrorKind::Os, "riscv_flush_icache(flags = 0)", e));
         }
         // Not chosen yet (0), or a remembered failure: the choice says which.
         _ => {
@@ -162,6 +191,6 @@ fn pipeline_flush_other() -> Result<(), Error> {
     };
     match os::membarrier(cmd) {
         Ok(_) => Ok(()),
-        Err(e) => Err(Error::os(op, e)),
+        Err(e) => Err(Error::new(ErrorKind::Os, op, e)),
     }
 }

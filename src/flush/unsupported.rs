@@ -10,12 +10,12 @@
 //! *memory* barrier. Nothing Apple documents says it synchronises instruction fetch, it costs
 //! Mach calls per thread, and it cannot be tested here, so this crate does not claim it.
 
-use crate::{Error, PipelineFlush};
+use crate::{Error, ErrorKind, PipelineFlush};
 
 pub fn pipeline_flush_mt() -> Result<(), Error> {
-    Err(Error::unsupported("pipeline_flush_mt", 0))
+    Err(Error::new(ErrorKind::Unsupported, "pipeline_flush_mt", 0))
 }
 
 pub fn prepare_pipeline_flush() -> Result<PipelineFlush, Error> {
-    Err(Error::unsupported("pipeline_flush_mt", 0))
+    Err(Error::new(ErrorKind::Unsupported, "pipeline_flush_mt", 0))
 }

@@ -1,4 +1,4 @@
-//! One unprivileged instruction synchronises the calling core: AArch64 and 32-bit Arm `isb`,
+//! One unprivileged instruction synchronises the calling core: AArch64 `isb`,
 //! s390x `bcr 15,0`, LoongArch `ibar 0`, bare-metal RISC-V `fence.i` (`arch/`).
 
 use crate::Error;

@@ -5,12 +5,14 @@ cfg_if::cfg_if! {
     if #[cfg(all(target_arch = "riscv64", any(target_os = "linux", target_os = "android")))] {
         mod riscv_linux;
         pub use riscv_linux::pipeline_flush_local;
+    } else if #[cfg(all(target_arch = "arm", any(target_os = "linux", target_os = "android")))] {
+        mod arm_linux;
+        pub use arm_linux::pipeline_flush_local;
     } else if #[cfg(any(target_arch = "x86", target_arch = "x86_64"))] {
         mod x86;
         pub use x86::pipeline_flush_local;
     } else if #[cfg(any(
         target_arch = "aarch64",
-        all(target_arch = "arm", target_feature = "v7"),
         target_arch = "s390x",
         target_arch = "loongarch64",
         all(target_arch = "riscv64", target_os = "none"),

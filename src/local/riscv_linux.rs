@@ -9,7 +9,7 @@
 //! the answer, refusal included: older kernels and seccomp filters refuse, and then this call
 //! reports `Unsupported` with the kernel's errno.
 
-use crate::Error;
+use crate::{Error, ErrorKind};
 use core::sync::atomic::{AtomicI32, Ordering};
 
 /// 0: not asked yet; 1: enabled; negative: refused with that errno.
@@ -32,7 +32,11 @@ pub fn pipeline_flush_local() -> Result<(), Error> {
         s => s,
     };
     if state < 0 {
-        return Err(Error::unsupported("pipeline_flush_local", -state));
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "pipeline_flush_local",
+            -state,
+        ));
     }
     crate::arch::fence_i();
     Ok(())

@@ -6,17 +6,5 @@ pub fn result<T: Copy + PartialOrd + From<i8>>(r: T) -> Result<T, i32> {
     if r >= T::from(0) {
         return Ok(r);
     }
-    // SAFETY: the libc returns a valid pointer to this thread's errno.
-    let errno = unsafe {
-        cfg_if::cfg_if! {
-            if #[cfg(target_os = "android")] {
-                *libc::__errno()
-            } else if #[cfg(target_os = "freebsd")] {
-                *libc::__error()
-            } else {
-                *libc::__errno_location()
-            }
-        }
-    };
-    Err(errno)
+    Err(super::errno())
 }

@@ -8,6 +8,13 @@
 //! user-space instruction-cache flush (`sys/riscv/include/sysarch.h` defines no operation), so
 //! `clear_cache` reports `Unsupported` there.
 
+/// This thread's `errno`.
+#[inline]
+pub(super) fn errno() -> i32 {
+    // SAFETY: libc returns a valid pointer to this thread's errno.
+    unsafe { *libc::__error() }
+}
+
 /// `membarrier(2)`'s number in `sys/kern/syscalls.master`. The `libc` crate does not have it yet.
 const SYS_MEMBARRIER: libc::c_int = 584;
 

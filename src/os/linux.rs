@@ -2,6 +2,17 @@
 //! carried as the kernel gave them. The choice of the cross-thread pipeline flush, shared with
 //! FreeBSD, is in `src/flush/membarrier.rs`.
 
+/// This thread's `errno` (glibc and musl name its location `__errno_location`, bionic `__errno`).
+#[inline]
+pub(super) fn errno() -> i32 {
+    #[cfg(target_os = "android")]
+    use libc::__errno as location;
+    #[cfg(not(target_os = "android"))]
+    use libc::__errno_location as location;
+    // SAFETY: the libc returns a valid pointer to this thread's errno.
+    unsafe { *location() }
+}
+
 /// Linux has had `membarrier` since 4.3; an older kernel answers `ENOSYS`, which the chooser
 /// handles like any other refusal.
 #[inline(always)]

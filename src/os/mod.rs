@@ -7,9 +7,11 @@ cfg_if::cfg_if! {
         mod errno;
         mod linux;
         pub use linux::*;
+        use linux::errno;
     } else if #[cfg(target_os = "freebsd")] {
         mod errno;
         mod freebsd;
         pub use freebsd::*;
+        use freebsd::errno;
     }
 }
