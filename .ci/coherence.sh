@@ -114,12 +114,12 @@ mutant() { # name target cpu file sed-expr class
 if want mutants; then
   t=$SECONDS
   echo "== coherence: mutants of the crate"
-  walk='arch::ic_ivau_lines(w.first, w.count - 1, w.line_log2)'
+  walk='arch::ic_ivau_lines(w.first(), w.more(), w.line_log2())'
   mutant ic-stride-64 aarch64-unknown-linux-gnu max src/clear/aarch64.rs \
-    "s/$walk/arch::ic_ivau_lines(w.first \& !63, ((w.first + (w.count << w.line_log2) - 1) >> 6) - (w.first >> 6), 6)/" \
+    "s/$walk/arch::ic_ivau_lines(w.first() \& !63, ((w.first() + (w.count() << w.line_log2()) - 1) >> 6) - (w.first() >> 6), 6)/" \
     no-invalidate
   mutant no-clean aarch64-unknown-linux-gnu cortex-a53 src/clear/aarch64.rs \
-    's/unsafe { arch::dc_cvau_lines(w.first, w.count - 1, w.line_log2) };/let _ = w;/' no-clean
+    's/unsafe { arch::dc_cvau_lines(w.first(), w.more(), w.line_log2()) };/let _ = w;/' no-clean
   mutant no-dsb-between aarch64-unknown-linux-gnu a64fx src/clear/aarch64.rs \
     '0,/^ *arch::dsb_ish();/{/^ *arch::dsb_ish();/d}' invalidate-before-clean
   mutant no-isb aarch64-unknown-linux-gnu neoverse-n2 src/clear/aarch64.rs \
@@ -127,7 +127,7 @@ if want mutants; then
   mutant local-sync-nothing aarch64-unknown-linux-gnu cortex-a53 src/local/instruction.rs \
     's/^    crate::arch::local_sync();$//' no-context-sync-other
   mutant flags-1 riscv64gc-unknown-linux-gnu rv64 src/clear/riscv_linux.rs \
-    's/riscv_flush_icache(start, last.saturating_add(1), 0)/riscv_flush_icache(start, last.saturating_add(1), 1)/' \
+    's/riscv_flush_icache(span.start(), span.end(), 0)/riscv_flush_icache(span.start(), span.end(), 1)/' \
     fence-i-other-hart
   echo "== coherence: mutants in $((SECONDS - t)) s"
 fi
