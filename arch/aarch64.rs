@@ -99,6 +99,30 @@ pub unsafe fn ic_ivau_lines(first: usize, more: usize, line_log2: u32) {
     unsafe { walk_lines!("ic ivau", first, more, line_log2) }
 }
 
+/// `dc cvau` on the one line that holds `addr`.
+///
+/// # Safety
+/// As for [`dc_cvau_lines`].
+#[cfg(not(any(windows, target_vendor = "apple")))]
+#[inline(always)]
+pub unsafe fn dc_cvau(addr: usize) {
+    // SAFETY: the caller guarantees the line is mapped readable. Not `nomem`: it must stay after
+    // the stores of the code.
+    unsafe { asm!("dc cvau, {}", in(reg) addr, options(nostack, preserves_flags)) };
+}
+
+/// `ic ivau` on the one line that holds `addr`.
+///
+/// # Safety
+/// As for [`dc_cvau_lines`].
+#[cfg(not(any(windows, target_vendor = "apple")))]
+#[inline(always)]
+pub unsafe fn ic_ivau(addr: usize) {
+    // SAFETY: as for `dc_cvau`. Not `nomem`: it must stay after the `dsb` that completed the
+    // cleans.
+    unsafe { asm!("ic ivau, {}", in(reg) addr, options(nostack, preserves_flags)) };
+}
+
 /// `dsb ish`: waits for earlier stores and cache maintenance to complete in the inner shareable
 /// domain (every core of the system).
 #[cfg(not(any(windows, target_vendor = "apple")))]

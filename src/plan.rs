@@ -85,6 +85,88 @@ impl CtrEl0 {
     }
 }
 
+/// `CTR_EL0` as the crate caches it, packed so that one load and one comparison tell whether a
+/// span lies in a single line of both caches: bits 31:0 are the register's bits 31:0 (the line
+/// fields, `L1Ip`, `IDC` and `DIC`; bits 63:32 hold nothing the crate uses), bits 63:32 the
+/// smaller of the D- and I-line sizes in bytes. 0 means "not read yet", which no span passes
+/// as one line.
+///
+/// ```
+/// use icache::plan::{CachedCtr, CtrEl0, Span};
+/// let c = CachedCtr::new(CtrEl0(0x8444_c004)); // 64-byte lines
+/// assert_eq!(c.ctr(), CtrEl0(0x8444_c004));
+/// assert!(c.one_line(Span::new(0x1000, 64).unwrap().unwrap()));
+/// assert!(!c.one_line(Span::new(0x1001, 64).unwrap().unwrap()));
+/// assert!(!CachedCtr::NOT_READ.one_line(Span::new(0x1000, 1).unwrap().unwrap()));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CachedCtr(pub u64);
+
+impl CachedCtr {
+    /// The value before the register was read.
+    pub const NOT_READ: CachedCtr = CachedCtr(0);
+
+    /// Packs a register value. Never [`NOT_READ`](Self::NOT_READ): line sizes are at least 4.
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0};
+    /// assert_eq!(CachedCtr::new(CtrEl0(0x8444_8003)).min_line(), 32); // I 32, D 64
+    /// ```
+    #[inline(always)]
+    pub const fn new(ctr: CtrEl0) -> Self {
+        let (d, i) = (ctr.dcache_line(), ctr.icache_line());
+        let min = if d < i { d } else { i };
+        CachedCtr((ctr.0 & 0xffff_ffff) | ((min as u64) << 32))
+    }
+
+    /// Whether this holds a register value.
+    ///
+    /// ```
+    /// assert!(!icache::plan::CachedCtr::NOT_READ.is_read());
+    /// ```
+    #[inline(always)]
+    pub const fn is_read(self) -> bool {
+        self.0 != 0
+    }
+
+    /// The register's fields (bits 31:0).
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0};
+    /// assert!(CachedCtr::new(CtrEl0(0x9444_c004)).ctr().idc());
+    /// ```
+    #[inline(always)]
+    pub const fn ctr(self) -> CtrEl0 {
+        CtrEl0(self.0 & 0xffff_ffff)
+    }
+
+    /// The smaller line size in bytes, 0 before the register was read.
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0};
+    /// assert_eq!(CachedCtr::new(CtrEl0(0x8666_8006)).min_line(), 256);
+    /// ```
+    #[inline(always)]
+    pub const fn min_line(self) -> usize {
+        (self.0 >> 32) as usize
+    }
+
+    /// Whether the span lies in one line of each cache, so that one `dc cvau` and one `ic ivau`
+    /// on any of its addresses cover it: its first and last byte differ only in the bits below
+    /// the smaller line size. Never for a value not read yet.
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0, Span};
+    /// let c = CachedCtr::new(CtrEl0(0x8444_c004));
+    /// assert!(c.one_line(Span::new(0x103c, 4).unwrap().unwrap()));
+    /// assert!(!c.one_line(Span::new(0x103e, 4).unwrap().unwrap()));
+    /// ```
+    #[inline(always)]
+    pub const fn one_line(self, span: Span) -> bool {
+        (span.start ^ span.last) < self.min_line()
+    }
+}
+
 /// A non-empty range of addresses that does not wrap around the address space: the only input
 /// the platform code takes. Built by one checked constructor, [`Span::new`], so every walk
 /// planned from it has at least one line and no address computation on it overflows.

@@ -3,7 +3,7 @@
 //! instructions, `src/plan.rs` the lines).
 
 use crate::arch;
-use crate::plan::{CtrEl0, RangePlan, Span};
+use crate::plan::{CachedCtr, CtrEl0, RangePlan, Span};
 use crate::{CacheInfo, Error, L1Icache, Maintenance};
 
 /// Bare metal: the code runs at EL1 or above, where the read never traps, and no OS migrates it
@@ -11,37 +11,42 @@ use crate::{CacheInfo, Error, L1Icache, Maintenance};
 /// system may differ).
 #[cfg(target_os = "none")]
 #[inline(always)]
-fn with_ctr_el0<R>(f: impl FnOnce(CtrEl0) -> R) -> R {
-    f(CtrEl0(arch::read_ctr_el0()))
+fn cached_ctr() -> CachedCtr {
+    CachedCtr::new(CtrEl0(arch::read_ctr_el0()))
 }
 
-/// `CTR_EL0`, read once per process: the read can trap to the kernel. Safe to keep because Linux
-/// reports the system-wide safe (smallest) line sizes when cores differ
-/// (`arch/arm64/kernel/cpufeature.c`). FreeBSD lets EL0 read the register directly
-/// (`SCTLR_EL1.UCT`, `sys/arm64/arm64/locore.S`). 0 means "not read yet": bit 31 of the register
-/// is always 1.
+/// `CTR_EL0`, read once per process and kept packed ([`CachedCtr`]): the read can trap to the
+/// kernel. Safe to keep because Linux reports the system-wide safe (smallest) line sizes when
+/// cores differ (`arch/arm64/kernel/cpufeature.c`). FreeBSD lets EL0 read the register directly
+/// (`SCTLR_EL1.UCT`, `sys/arm64/arm64/locore.S`).
 #[cfg(not(target_os = "none"))]
 static CTR_EL0: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Runs `f` with the cached value. The first use in the process runs all of `f` out of line,
-/// after the read: the common path then makes no call and needs no stack frame (a call in its
-/// middle would give it one).
+/// The cached value, [`CachedCtr::NOT_READ`] before the first [`with_ctr_el0`].
 #[cfg(not(target_os = "none"))]
 #[inline(always)]
+fn cached_ctr() -> CachedCtr {
+    CachedCtr(CTR_EL0.load(core::sync::atomic::Ordering::Relaxed))
+}
+
+/// Runs `f` with the register's value. The first use in the process runs all of `f` out of
+/// line, after the read: the common path then makes no call and needs no stack frame (a call in
+/// its middle would give it one).
+#[inline(always)]
 fn with_ctr_el0<R>(f: impl FnOnce(CtrEl0) -> R) -> R {
-    match CTR_EL0.load(core::sync::atomic::Ordering::Relaxed) {
-        0 => read_ctr_el0(f),
-        ctr => f(CtrEl0(ctr)),
+    match cached_ctr() {
+        c if c.is_read() => f(c.ctr()),
+        _ => read_ctr_el0(f),
     }
 }
 
-#[cfg(not(target_os = "none"))]
 #[cold]
 #[inline(never)]
 fn read_ctr_el0<R>(f: impl FnOnce(CtrEl0) -> R) -> R {
-    let ctr = arch::read_ctr_el0();
-    CTR_EL0.store(ctr, core::sync::atomic::Ordering::Relaxed);
-    f(CtrEl0(ctr))
+    let ctr = CtrEl0(arch::read_ctr_el0());
+    #[cfg(not(target_os = "none"))]
+    CTR_EL0.store(CachedCtr::new(ctr).0, core::sync::atomic::Ordering::Relaxed);
+    f(ctr)
 }
 
 /// The whole Arm ARM sequence for a set of spans, barriers once.
@@ -76,13 +81,57 @@ unsafe fn sync<I: Iterator<Item = Span> + Clone>(spans: I, ctr: CtrEl0) {
     arch::isb();
 }
 
+/// The sequence for a span inside one line of each cache (a patched instruction, a stub): one
+/// `dc cvau` and one `ic ivau` on its start, which lies in that line, and no walk.
+///
+/// # Safety
+/// The line that holds `addr` is mapped readable.
+#[inline(always)]
+unsafe fn sync_one_line(addr: usize, ctr: CtrEl0) {
+    if !ctr.idc() {
+        // SAFETY: forwarded from the caller.
+        unsafe { arch::dc_cvau(addr) };
+    }
+    // Always: it also orders the stores of the code before the invalidation.
+    arch::dsb_ish();
+    if !ctr.dic() {
+        // SAFETY: as above.
+        unsafe { arch::ic_ivau(addr) };
+        arch::dsb_ish();
+    }
+    arch::isb();
+}
+
 /// # Safety
 /// Every byte of the span is mapped readable (the contract of `clear_cache`).
 #[inline]
 pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
+    let cached = cached_ctr();
+    if cached.one_line(span) {
+        // SAFETY: forwarded from `clear_cache`.
+        unsafe { sync_one_line(span.start(), cached.ctr()) };
+        return Ok(());
+    }
     // SAFETY: forwarded from `clear_cache`.
-    with_ctr_el0(move |ctr| unsafe { sync(core::iter::once(span), ctr) });
+    unsafe { clear_lines(span, cached) };
     Ok(())
+}
+
+/// A span over more than one line: out of line, so that the one-line path inlined into the
+/// caller needs no stack frame (a call in its middle would give it one) and this is a tail call.
+///
+/// # Safety
+/// Every byte of the span is mapped readable.
+#[inline(never)]
+unsafe fn clear_lines(span: Span, cached: CachedCtr) {
+    if cached.is_read() {
+        // SAFETY: forwarded from `clear_range`.
+        unsafe { sync(core::iter::once(span), cached.ctr()) };
+    } else {
+        // SAFETY: as above. The iterator is made inside the closure so that only two registers'
+        // worth is captured.
+        read_ctr_el0(move |ctr| unsafe { sync(core::iter::once(span), ctr) });
+    }
 }
 
 /// # Safety
