@@ -2,7 +2,7 @@
 //! 64 KiB (and the architectural maximum, 128 KiB), every IDC/DIC combination, unaligned starts
 //! and ends, ranges at the top of the address space, and wrap-around.
 
-use icache::plan::{CtrEl0, LineWalk, RangePlan, Span, WrapsAround};
+use icache::plan::{CachedCtr, CtrEl0, LineWalk, RangePlan, Span, WrapsAround};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -137,6 +137,26 @@ proptest! {
                 prop_assert_eq!(s.end() as u128, (start as u128 + len as u128).min(usize::MAX as u128));
             }
         }
+    }
+
+    #[test]
+    fn one_line_exactly_when_both_walks_are_one_line(
+        start in any_start(),
+        len in prop_oneof![1usize..300, 1usize..MAX_PLAN_LEN],
+        dline in 2u32..=17,
+        iline in 2u32..=17,
+        idc: bool,
+        dic: bool,
+    ) {
+        prop_assume!(!wraps(start, len));
+        let c = ctr(dline, iline, idc, dic);
+        let cached = CachedCtr::new(c);
+        let s = span(start, len);
+        prop_assert!(cached.is_read());
+        prop_assert_eq!(cached.ctr().0, c.0 & 0xffff_ffff);
+        let both_one = LineWalk::new(s, dline).count() == 1 && LineWalk::new(s, iline).count() == 1;
+        prop_assert_eq!(cached.one_line(s), both_one);
+        prop_assert!(!CachedCtr::NOT_READ.one_line(s));
     }
 
     #[test]
