@@ -133,6 +133,10 @@ EXPECT_AARCH64 = {
 }
 EXPECT_RISCV64 = {
     "full": (set(), {"fence-i-without-prctl"}),
+    "prctl-full": (set(), set()),
+    "prctl-thread-full": (set(), set()),
+    "prctl-refused": (set(), {"fence-i-without-prctl"}),
+    "prctl-off": (set(), {"fence-i-without-prctl"}),
     "flush-all-mt": (set(), set()),
     "membarrier-mt": (set(), set()),
     "flush-local-same-thread": (set(), set()),

@@ -8,9 +8,15 @@
 # (the by-hash path, so a mirror's stale plain index cannot get in the way); the orig tarball
 # must match the SHA256 in that index. Any mismatch ends the script.
 #
+# The patches in .ci/qemu-patches/ are applied to the unpacked tarball (patch -p1, no fuzz; one
+# that does not apply ends the script): riscv-prctl-icache-flush-ctx.patch makes qemu-riscv64
+# accept prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX) as Linux 6.10+ does, so the crate's fence.i path
+# runs under the checker (TCG keeps fetch coherent with stores, so accepting it is faithful).
+#
 # Prints the install prefix on its last line (stdout); progress goes to stderr. The build is
-# cached under $QEMU10_CACHE (default ~/.cache/icache) keyed by the package version, so a
-# second run costs nothing.
+# cached under $QEMU10_CACHE (default ~/.cache/icache) keyed by the package version and a hash
+# of the patches (qemu-<version>-p<hash>), so a second run costs nothing and a changed patch
+# is never served by an old build.
 #   QEMU10_MIRROR=URI   Debian mirror; default: the one this machine's apt uses
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +30,7 @@ mkdir -p "$cache"
 # Build tools from Debian (the cross toolchains are setup.sh's business).
 need=()
 for pair in gpgv:gpgv ninja:ninja-build flex:flex bison:bison xz:xz-utils \
-    pkg-config:pkg-config python3:python3; do
+    pkg-config:pkg-config python3:python3 patch:patch; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -e "$keyring" ] || need+=(debian-archive-keyring)
@@ -73,7 +79,11 @@ upstream=${version#*:}
 upstream=${upstream%%+*}
 case $upstream in 10.*) ;; *) die "trixie's qemu is $version, not 10.x" ;; esac
 
-prefix=$cache/qemu-$upstream
+patches=(.ci/qemu-patches/*.patch)
+[ -f "${patches[0]}" ] || die "no patches in .ci/qemu-patches"
+# Names and contents both count: renaming, adding or editing a patch gives a new build.
+patch_key=$(LC_ALL=C sha256sum "${patches[@]}" | sha256sum | cut -c1-12)
+prefix=$cache/qemu-$upstream-p$patch_key
 if [ -x "$prefix/bin/qemu-aarch64" ] && [ -x "$prefix/bin/qemu-riscv64" ] &&
   [ -f "$prefix/include/qemu-plugin.h" ] && [ -f "$prefix/.complete" ]; then
   say "cached: $prefix ($version)"
@@ -104,6 +114,10 @@ fi
 src=$cache/qemu-$upstream-src
 rm -rf "$src" && mkdir -p "$src"
 tar -xJf "$tarball" -C "$src" --strip-components=1
+for p in "${patches[@]}"; do
+  # No fuzz: a hunk that does not match exactly ends the script (the next run unpacks afresh).
+  patch -d "$src" -p1 --batch --forward --fuzz=0 -i "$PWD/$p" >&2 || die "$p does not apply to $ofile"
+done
 build=$src/build
 mkdir -p "$build"
 say "configuring"
@@ -119,6 +133,6 @@ t=$SECONDS
   { tail -n 30 "$build/install.log" >&2; die "install failed"; }
 say "built in $((SECONDS - t)) s"
 [ -f "$prefix/include/qemu-plugin.h" ] || cp "$src/include/qemu/qemu-plugin.h" "$prefix/include/"
-echo "$version" >"$prefix/.complete"
+echo "$version p$patch_key" >"$prefix/.complete"
 rm -rf "$src"
 echo "$prefix"

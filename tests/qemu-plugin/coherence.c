@@ -24,7 +24,8 @@
  *   its own `fence.i`, or `riscv_flush_icache` with flags 1 from that thread, or with flags 0
  *   from any thread, or a successful membarrier PRIVATE_EXPEDITED_SYNC_CORE (Linux 6.9+ runs
  *   `fence.i` on every hart for it). A user `fence.i` in a process that has not enabled
- *   prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX) is a warning: Linux does not then keep it valid across
+ *   prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX) (for the process or the calling thread; a successful
+ *   call only, and OFF undoes it) is a warning: Linux does not then keep it valid across
  *   migration.
  *
  * Limits: user mode only; one virtual mapping per page (a store through an RW alias of an RX
@@ -794,6 +795,8 @@ static bool ever_stored(uint64_t vaddr, size_t size)
 #define MEMBARRIER_PRIVATE_EXPEDITED 8
 #define MEMBARRIER_PRIVATE_EXPEDITED_SYNC_CORE 32
 #define PR_RISCV_SET_ICACHE_FLUSH_CTX 71
+#define PR_RISCV_CTX_SW_FENCEI_ON 0
+#define PR_RISCV_SCOPE_PER_PROCESS 0
 
 static void syscall_cb(qemu_plugin_id_t id, unsigned int idx, int64_t num, uint64_t a1,
                        uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
@@ -821,12 +824,14 @@ static void syscall_ret_cb(qemu_plugin_id_t id, unsigned int idx, int64_t num, i
         if (num == NR_MEMBARRIER && ret == 0 &&
             v->sc_args[0] == MEMBARRIER_PRIVATE_EXPEDITED_SYNC_CORE) {
             global_sync = t;
-        } else if (num == NR_PRCTL && ret == 0 && v->sc_args[0] == PR_RISCV_SET_ICACHE_FLUSH_CTX &&
-                   v->sc_args[1] == 0) {
-            if (v->sc_args[2] == 0) {
-                cmodx_process = true;
+        } else if (num == NR_PRCTL && ret == 0 && v->sc_args[0] == PR_RISCV_SET_ICACHE_FLUSH_CTX) {
+            /* Only a call that succeeded counts (the kernel validated ctx and scope). OFF
+             * clears the one scope it names; the other stays as it was, as in Linux. */
+            bool on = v->sc_args[1] == PR_RISCV_CTX_SW_FENCEI_ON;
+            if (v->sc_args[2] == PR_RISCV_SCOPE_PER_PROCESS) {
+                cmodx_process = on;
             } else {
-                v->cmodx = true;
+                v->cmodx = on;
             }
         }
     }

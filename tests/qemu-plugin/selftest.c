@@ -12,6 +12,7 @@
  * Usage: selftest MODE   (selftest list prints the modes)
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -293,6 +294,21 @@ static const char *const modes = "full full-mt no-clean no-dsb no-dsb-between no
 #elif defined(__riscv)
 static void fence_i(void) { __asm__ volatile("fence.i" ::: "memory"); }
 
+/* prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ctx, scope), Linux 6.10+ (and the QEMU .ci/qemu10.sh
+ * builds): ctx ON 0 / OFF 1, scope PER_PROCESS 0 / PER_THREAD 1. */
+static long icache_flush_ctx(long ctx, long scope)
+{
+    return syscall(SYS_prctl, 71, ctx, scope, 0, 0);
+}
+
+static void enable_fence_i(long scope)
+{
+    if (icache_flush_ctx(0, scope)) {
+        perror("prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON)");
+        exit(2);
+    }
+}
+
 static long flush_icache(long flags)
 {
     /* riscv_flush_icache(start, end, flags) */
@@ -310,6 +326,37 @@ static void flush_all(void)
 static int mode(const char *m)
 {
     if (!strcmp(m, "full")) { /* fence.i on the only thread; warns: no prctl */
+        write_code();
+        fence_i();
+        run();
+    } else if (!strcmp(m, "prctl-full")) { /* the same after the prctl: no warning */
+        enable_fence_i(0);
+        write_code();
+        fence_i();
+        run();
+    } else if (!strcmp(m, "prctl-thread-full")) { /* enabled for this thread only */
+        enable_fence_i(1);
+        write_code();
+        fence_i();
+        run();
+    } else if (!strcmp(m, "prctl-refused")) { /* refused calls enable nothing: warns */
+        long bad[][2] = {{2, 0}, {0, 2}, {-1, 0}};
+        for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            if (icache_flush_ctx(bad[i][0], bad[i][1]) != -1 || errno != EINVAL) {
+                fprintf(stderr, "prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, %ld, %ld): not EINVAL\n",
+                        bad[i][0], bad[i][1]);
+                return 2;
+            }
+        }
+        write_code();
+        fence_i();
+        run();
+    } else if (!strcmp(m, "prctl-off")) { /* ON then OFF for the process: warns */
+        enable_fence_i(0);
+        if (icache_flush_ctx(1, 0)) {
+            perror("prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, OFF)");
+            return 2;
+        }
         write_code();
         fence_i();
         run();
@@ -380,7 +427,8 @@ static int mode(const char *m)
     }
     return 0;
 }
-static const char *const modes = "full flush-all-mt membarrier-mt flush-local-same-thread "
+static const char *const modes = "full prctl-full prctl-thread-full prctl-refused prctl-off "
+                                 "flush-all-mt membarrier-mt flush-local-same-thread "
                                  "no-fence flush-local-other-thread fence-i-other-thread "
                                  "store-after-flush cmodx-branch cmodx-torn";
 #else
