@@ -41,17 +41,26 @@ def lines(offset, length, line):
     return (offset + length - 1) // line - offset // line + 1
 
 
+# The RISC-V model whose kernel accepts the fence.i prctl: the QEMU 10 built by .ci/qemu10.sh,
+# whose linux-user answers it (.ci/qemu-patches/); Debian's qemu-user refuses it.
+RV_PRCTL = "rv64-prctl"
+
+
 class Runner:
-    def __init__(self, plugin, probes, tmp):
+    def __init__(self, plugin, probes, tmp, qemu10=None):
         self.plugin = plugin
         self.probes = probes
         self.tmp = tmp
+        self.qemu10 = qemu10
 
     def run(self, arch, cpu, args):
         """One qemu run: (counts dict, probe stdout)."""
         fd, out = tempfile.mkstemp(dir=self.tmp, suffix=".txt")
         os.close(fd)
-        cmd = [f"qemu-{arch}", "-L", f"/usr/{arch}-linux-gnu"]
+        qemu = f"qemu-{arch}"
+        if cpu == RV_PRCTL:
+            qemu, cpu = f"{self.qemu10}/bin/qemu-{arch}", None
+        cmd = [qemu, "-L", f"/usr/{arch}-linux-gnu"]
         if cpu:
             cmd += ["-cpu", cpu]
         cmd += ["-plugin", f"{self.plugin},outfile={out}", self.probes[arch]] + list(args)
@@ -112,6 +121,8 @@ def main():
     ap.add_argument("--probe-riscv64", required=True)
     ap.add_argument("--selftest-aarch64", required=True)
     ap.add_argument("--selftest-riscv64", required=True)
+    ap.add_argument("--qemu10", required=True,
+                    help="prefix of the QEMU 10 that accepts the RISC-V fence.i prctl")
     ap.add_argument("--jobs", type=int, default=2)
     opt = ap.parse_args()
     report = Report("icount")
@@ -125,7 +136,8 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="icount-") as tmp:
         runner = Runner(opt.plugin,
-                        {"aarch64": opt.probe_aarch64, "riscv64": opt.probe_riscv64}, tmp)
+                        {"aarch64": opt.probe_aarch64, "riscv64": opt.probe_riscv64}, tmp,
+                        opt.qemu10)
         jobs = []  # (label, arch, cpu, op, len, offset, extra, expected-fn)
         configs = [(l, o) for l in LENS for o in OFFSETS]
         configs += [(l, 0) for l in TABLE_LENS if (l, 0) not in configs]
@@ -160,6 +172,16 @@ def main():
                          None, "many", length, offset, (str(NRANGES),),
                          {"ecall": some, "fence_i": 0}))
         jobs.append(("riscv64 flush_mt", "riscv64", None, "flush_mt", 0, 0, (),
+                     {"ecall": 1, "fence_i": 0}))
+        # The kernel accepted the prctl: one fence.i per call and per batch, no system call.
+        for length, offset in configs:
+            some = int(length > 0)
+            want = {"ecall": 0, "fence_i": some}
+            jobs.append((f"riscv64/{RV_PRCTL} clear_cache len={length} off={offset}", "riscv64",
+                         RV_PRCTL, "clear_cache", length, offset, (), want))
+            jobs.append((f"riscv64/{RV_PRCTL} many({NRANGES}) len={length} off={offset}",
+                         "riscv64", RV_PRCTL, "many", length, offset, (str(NRANGES),), want))
+        jobs.append((f"riscv64/{RV_PRCTL} flush_mt", "riscv64", RV_PRCTL, "flush_mt", 0, 0, (),
                      {"ecall": 1, "fence_i": 0}))
 
         def measure(job):
@@ -196,6 +218,8 @@ def main():
         # Whole-process checks over every run: CTR_EL0 read exactly once per process, no
         # fence.i anywhere in user space, and the crate sees the model's line sizes.
         for (arch, cpu), counts in whole.items():
+            if cpu == RV_PRCTL:
+                continue  # fence.i is this model's clear_cache: counted per call above
             want = 1 if arch == "aarch64" else 0
             what = "mrs ctr_el0" if arch == "aarch64" else "fence.i"
             spread = {c: counts.count(c) for c in sorted(set(counts))}
@@ -208,7 +232,8 @@ def main():
 
     print("\nTotal instructions per call at offset 0, the probe's loop included (the len 0 column"
           "\nis that loop, black_box and the crate's return for an empty range):")
-    models = [("aarch64", c) for c, _, _ in AARCH64_CPUS] + [("riscv64", None)]
+    models = [("aarch64", c) for c, _, _ in AARCH64_CPUS] + [("riscv64", None),
+                                                              ("riscv64", RV_PRCTL)]
     lens = sorted({0, *TABLE_LENS})
     print("  %-28s" % "model / op" + "".join("%10s" % (f"{l} B" if l else "len 0") for l in lens))
     for op in ("clear_cache", "many"):

@@ -264,7 +264,10 @@ build_for() { # arch -> fills $work/$arch/root
 total_pass=0
 total_fail=0
 summary=()
-# Words NAME=value on the kernel command line reach init's environment.
+# Words NAME=value on the kernel command line reach init's environment. Debian's riscv64 kernel
+# (6.12) accepts the prctl that lets the crate use a user fence.i: the RISC-V tests check that
+# path was taken (tests/jit.rs, riscv_reports_its_clear_cache_path).
+export ICACHE_EXPECT_RISCV_PATH=${ICACHE_EXPECT_RISCV_PATH-fence.i}
 forward=""
 while IFS='=' read -r k v; do
   case $k in ICACHE_*) [[ $v =~ ^[A-Za-z0-9_.,:-]*$ ]] && forward+=" $k=$v" ;; esac

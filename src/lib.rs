@@ -37,7 +37,7 @@
 //! | platform | `clear_cache` | `pipeline_flush_mt` |
 //! |---|---|---|
 //! | Linux/Android AArch64 | `dc cvau` per D-line (unless `CTR_EL0.IDC`), `dsb ish`, `ic ivau` per I-line (unless `DIC`), `dsb ish`, `isb` | `membarrier` `PRIVATE_EXPEDITED_SYNC_CORE`, with fallbacks |
-//! | Linux RISC-V | `riscv_flush_icache(start, end, 0)`: every hart | as AArch64, falling back to `riscv_flush_icache` |
+//! | Linux RISC-V | `fence.i` (this thread), once the kernel accepted `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON, PER_PROCESS)` (Linux 6.10+; asked once per process); where it refuses, `riscv_flush_icache(start, end, 0)`: every hart | as AArch64, falling back to `riscv_flush_icache(0, 0, 0)` |
 //! | Linux 32-bit Arm | the `cacheflush` syscall | as AArch64 |
 //! | Linux LoongArch64 | `dbar 0; ibar 0`: the hardware keeps the caches coherent, this removes the core's instruction hazard | `membarrier` `SYNC_CORE` only (no fallback is known to be enough) |
 //! | x86, x86-64, s390x | nothing: the caches are coherent | `membarrier` on Linux (the SDM's cross-modifying-code rule) |
@@ -125,7 +125,7 @@ pub enum Maintenance {
     /// [`clear_cache`] runs one barrier on the calling core (LoongArch `dbar 0; ibar 0`).
     Barrier,
     /// User-space instructions do the work: AArch64 `dc cvau`, `ic ivau` and barriers, or
-    /// bare-metal RISC-V `fence.i`.
+    /// RISC-V `fence.i` (bare metal, and Linux 6.10+ once the `prctl` is on).
     Instructions,
     /// The kernel does it: [`clear_cache`] makes a system call (Linux RISC-V
     /// `riscv_flush_icache`, 32-bit Arm `cacheflush`, Windows `FlushInstructionCache`).
@@ -233,6 +233,11 @@ pub enum PipelineFlush {
 /// the calling thread (after its own `isb`, which this call issues) fetches what was written.
 /// Other threads also need [`pipeline_flush_mt`] (or [`pipeline_flush_local`] on each).
 ///
+/// On Linux RISC-V the first call asks the kernel to keep a user `fence.i` valid across thread
+/// migration (`prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON, PER_PROCESS)`, Linux 6.10+), a setting of
+/// the whole process that costs a `fence.i` per migration; where it agrees, this call is one
+/// `fence.i` and no system call, else one `riscv_flush_icache` that reaches every hart.
+///
 /// `len == 0` succeeds and touches nothing, whatever `ptr` is. A range that wraps around the
 /// address space returns [`ErrorKind::InvalidInput`] and touches nothing.
 ///
@@ -284,7 +289,7 @@ pub fn clear_cache_slice(code: &[u8]) -> Result<(), Error> {
 
 /// Makes many ranges coherent with a single set of barriers: on AArch64 every D-line of every
 /// range is cleaned, then one `dsb ish`, every I-line invalidated, one `dsb ish`, one `isb`;
-/// on RISC-V one system call covers the batch. Allocates nothing.
+/// on Linux RISC-V one `fence.i` or one system call covers the batch. Allocates nothing.
 ///
 /// Empty ranges are skipped. If any range wraps, nothing is touched and
 /// [`ErrorKind::InvalidInput`] is returned.
@@ -367,15 +372,16 @@ pub fn pipeline_flush_mt() -> Result<(), Error> {
 /// |---|---|
 /// | AArch64 | `isb` |
 /// | Linux 32-bit Arm | `isb` where the kernel reports an ARMv7 or later core (`AT_PLATFORM`); [`ErrorKind::Unsupported`] on older ones |
-/// | Linux RISC-V | `fence.i`, after the first call enabled `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON, PER_PROCESS)` for the process (Linux 6.10+), so that the kernel keeps it valid when the thread migrates |
+/// | Linux RISC-V | `fence.i`, once the crate enabled `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON, PER_PROCESS)` for the process (Linux 6.10+; the same request as `clear_cache`'s), so that the kernel keeps it valid when the thread migrates |
 /// | bare-metal RISC-V | `fence.i` |
 /// | x86, x86-64 | `serialize` where CPUID reports it, else `cpuid` (the SDM's cross-modifying-code rule) |
 /// | s390x | `bcr 15,0` (serialisation) |
 /// | LoongArch | `ibar 0` |
 /// | others (PowerPC) | [`ErrorKind::Unsupported`] |
 ///
-/// On Linux RISC-V the first call changes a per-process setting: from then on the kernel runs
-/// `fence.i` on the hart any thread of the process migrates to (a small cost per migration).
+/// On Linux RISC-V the first call of this or of [`clear_cache`] changes a per-process setting:
+/// from then on the kernel runs `fence.i` on the hart any thread of the process migrates to (a
+/// small cost per migration).
 ///
 /// Async-signal-safe, like [`clear_cache`].
 ///

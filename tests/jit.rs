@@ -504,15 +504,38 @@ fn multi_thread_publish() {
     );
 }
 
-/// Linux RISC-V: `clear_cache` is `riscv_flush_icache(start, end, 0)`, which makes every hart
-/// running the process fetch anew, so another thread runs the new code without
-/// `pipeline_flush_mt` and without a `fence.i` of its own. With flags 1 (the calling hart only,
-/// as wasmtime passes) the reader here could run stale bytes: under the coherence checker this
-/// test then fails (`fence-i-other-hart`), which qemu-user alone cannot show.
+/// Linux RISC-V: which `clear_cache` path this process takes: `fence.i` (the kernel accepted
+/// the `prctl`, Linux 6.10+) or `riscv_flush_icache` (refused: older kernels, seccomp, qemu-user
+/// 7.2). `ICACHE_EXPECT_RISCV_PATH` (`fence.i` or `syscall`), set by `.ci/kernels.sh`,
+/// `.ci/coherence.sh` and `.ci/faults.sh`, makes it a check rather than a report.
 #[cfg(all(target_arch = "riscv64", target_os = "linux"))]
 #[test]
-fn riscv_clear_cache_reaches_every_hart() {
+fn riscv_reports_its_clear_cache_path() {
+    let path = match icache::cache_info().maintenance {
+        icache::Maintenance::Instructions => "fence.i",
+        icache::Maintenance::SystemCall => "syscall",
+        other => panic!("Linux RISC-V reports {other:?}"),
+    };
+    eprintln!("riscv_reports_its_clear_cache_path: clear_cache takes the {path} path");
+    // `pipeline_flush_local` takes the same answer from the kernel.
+    assert_eq!(icache::pipeline_flush_local().is_ok(), path == "fence.i");
+    if let Ok(want) = std::env::var("ICACHE_EXPECT_RISCV_PATH") {
+        assert_eq!(path, want, "ICACHE_EXPECT_RISCV_PATH");
+    }
+}
+
+/// Linux RISC-V, another thread running code the writer rewrites. Where the kernel refused the
+/// `prctl`, `clear_cache` is `riscv_flush_icache(start, end, 0)`, which makes every hart running
+/// the process fetch anew: the writer does nothing more, and with flags 1 (the calling hart
+/// only, as wasmtime passes) the reader could run stale bytes, which the coherence checker
+/// reports (`fence-i-other-hart`) and qemu-user alone cannot show. On the `fence.i` path
+/// `clear_cache` serves the writer's hart only, so the writer follows the documented sequence
+/// and calls `pipeline_flush_mt`.
+#[cfg(all(target_arch = "riscv64", target_os = "linux"))]
+#[test]
+fn riscv_rewrites_reach_another_hart() {
     const GENERATIONS: u32 = 20;
+    let fence_i_path = icache::cache_info().maintenance == icache::Maintenance::Instructions;
     let mut map = CodeMap::new(page_size()).unwrap();
     map.make_rwx().unwrap();
     let map = Arc::new(map);
@@ -557,6 +580,9 @@ fn riscv_clear_cache_reaches_every_hart() {
         unsafe { map.write_unpublished(0, &code) };
         // SAFETY: inside the live, readable mapping.
         unsafe { icache::clear_cache(map.ptr_at(0), code.len()) }.unwrap();
+        if fence_i_path {
+            icache::pipeline_flush_mt().unwrap();
+        }
         published.store(g, Ordering::Release);
     }
     reader.join().unwrap().unwrap();

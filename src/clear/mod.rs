@@ -19,6 +19,8 @@ cfg_if::cfg_if! {
     } else if #[cfg(all(target_arch = "riscv64", any(target_os = "linux", target_os = "android")))] {
         mod riscv_linux;
         pub use riscv_linux::{cache_info, clear_range, clear_ranges};
+        // `pipeline_flush_local` shares the remembered `prctl` answer.
+        pub use riscv_linux::user_fence_i;
     } else if #[cfg(all(target_arch = "arm", any(target_os = "linux", target_os = "android")))] {
         mod arm_linux;
         pub use arm_linux::{cache_info, clear_range, clear_ranges};
