@@ -695,8 +695,9 @@ fn dual_map_window() -> (usize, usize) {
 
 /// Whether code rewritten in place through the RW view runs once the architecture's own
 /// maintenance was done at the RX address. That maintenance is written out here, not the
-/// crate's, which is under test: AArch64 `dc cvau` and `ic ivau` with their barriers; nothing
-/// elsewhere, where no user instruction does it. Asked only of emulators: hardware must.
+/// crate's, which is under test: AArch64 `dc cvau` and `ic ivau` with their barriers; the
+/// 32-bit Arm `cacheflush` system call, since an Arm binary on an AArch64 kernel is asked too
+/// and runs on real caches; nothing on the others, which are asked only under an emulator.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn emulator_follows_rewrites_through_aliases() -> bool {
     let mut map = common::DualMap::new(page_size()).unwrap();
@@ -710,6 +711,13 @@ fn emulator_follows_rewrites_through_aliases() -> bool {
                 "dc cvau, {a}", "dsb ish", "ic ivau, {a}", "dsb ish", "isb",
                 a = in(reg) map.rx.ptr_at(0), options(nostack, preserves_flags)
             );
+        }
+        #[cfg(target_arch = "arm")]
+        // SAFETY: `cacheflush(start, end, 0)` (0x0f0002) checks the range against this
+        // process's mappings itself and touches no memory of it.
+        unsafe {
+            let start = map.rx.ptr_at(0) as usize;
+            libc::syscall(0x0f_0002, start, start + MAX_RET_IMM_LEN, 0);
         }
         // SAFETY: a complete function is at the start of the RX view, which is executable (an
         // emulator runs the old or the new one; the probe asks which).
