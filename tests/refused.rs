@@ -34,7 +34,12 @@ const WRONG_VALUE: i32 = 5;
 /// lets everything else through.
 fn refuse_icache_prctl() -> Result<(), ()> {
     use libc::{sock_filter, sock_fprog};
-    let stmt = |code: u32, k: u32| sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
     let jeq = |k: u32, jt: u8, jf: u8| sock_filter {
         code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
         jt,
@@ -121,7 +126,10 @@ fn refused_prctl_falls_back_to_the_system_call() {
     // SAFETY: waits for the child forked above; `status` is valid for writes.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
-    assert!(libc::WIFEXITED(status), "child ended by signal: status {status:#x}");
+    assert!(
+        libc::WIFEXITED(status),
+        "child ended by signal: status {status:#x}"
+    );
     let code = libc::WEXITSTATUS(status);
     if code == SKIPPED {
         assert!(

@@ -245,27 +245,29 @@ unsafe impl Sync for CodeMap {}
 impl CodeMap {
     /// Maps at least `len` bytes (rounded up to whole pages), readable and writable.
     pub fn new(len: usize) -> io::Result<Self> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        Self::map(len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+    }
+
+    /// Maps the first `len` bytes (whole pages) of the file `fd`, shared, with `prot`: one
+    /// view of a file that other views alias.
+    fn map_shared(fd: libc::c_int, len: usize, prot: libc::c_int) -> io::Result<Self> {
+        Self::map(len, prot, libc::MAP_SHARED, fd)
+    }
+
+    fn map(len: usize, prot: libc::c_int, flags: libc::c_int, fd: libc::c_int) -> io::Result<Self> {
         let page = page_size();
         let len = len.max(1).div_ceil(page) * page;
-        // SAFETY: an anonymous private mapping at an address of the kernel's choice aliases no
-        // existing memory.
-        let ptr = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
+        // SAFETY: without MAP_FIXED the kernel places the mapping where nothing is mapped, so
+        // no memory of this process changes; the new range belongs to this value alone.
+        let ptr = unsafe { libc::mmap(core::ptr::null_mut(), len, prot, flags, fd, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
         Ok(CodeMap {
             ptr: ptr.cast(),
             len,
-            writable: true,
+            writable: prot & libc::PROT_WRITE != 0,
         })
     }
 
@@ -391,6 +393,59 @@ impl Drop for CodeMap {
         // SAFETY: unmaps exactly this value's own mapping; nothing borrows it any more.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+/// A W^X JIT's dual mapping: one `memfd` mapped twice, shared, so that the code is written
+/// through `rw` (never executable) and runs from `rx` (never writable), at another address.
+/// Dropping it unmaps both views and closes the file.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub struct DualMap {
+    pub rw: CodeMap,
+    pub rx: CodeMap,
+    _file: std::os::fd::OwnedFd,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl DualMap {
+    /// At least `len` bytes (whole pages) of a fresh, zeroed memory file, viewed twice.
+    pub fn new(len: usize) -> io::Result<Self> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let page = page_size();
+        let len = len.max(1).div_ceil(page) * page;
+        // SAFETY: the name is a NUL-terminated string; the call only creates a file.
+        let fd = unsafe { libc::memfd_create(c"icache-dual-map".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by memfd_create and nothing else owns it. `file` closes
+        // it on every return; `fd` stays valid while `file` lives.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        let size = libc::off_t::try_from(len).map_err(io::Error::other)?;
+        // SAFETY: sizes the file this function owns; touches no memory.
+        if unsafe { libc::ftruncate(fd, size) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let rw = CodeMap::map_shared(fd, len, libc::PROT_READ | libc::PROT_WRITE)?;
+        let rx = CodeMap::map_shared(fd, len, libc::PROT_READ | libc::PROT_EXEC)?;
+        Ok(DualMap {
+            rw,
+            rx,
+            _file: file,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+}
+
+/// Whether this binary runs under a user-mode emulator such as qemu-user: the kernel's own
+/// architecture (`/proc/sys/kernel/arch`, which the emulator passes through while it answers
+/// `uname` for the guest) is then not this binary's. False where the kernel has no such file.
+/// A 32-bit Arm binary on an AArch64 kernel also counts as emulated.
+pub fn user_mode_emulator() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/arch")
+        .is_ok_and(|arch| !arch.trim().starts_with(std::env::consts::ARCH))
 }
 
 /// True when the environment says this kernel or sandbox has no `membarrier`, so
