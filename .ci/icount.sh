@@ -75,9 +75,13 @@ build_probe riscv64gc-unknown-linux-gnu riscv64-linux-gnu-gcc
 echo "== icount: measuring (2 runs per configuration)"
 start=$SECONDS
 status=0
-# RISC-V with the fence.i prctl accepted runs on the QEMU 10 the coherence stage also uses.
+# RISC-V with the fence.i prctl accepted runs on the QEMU 10 the coherence stage also uses,
+# with the same counter built against that QEMU's header.
 qemu10=$(bash .ci/qemu10.sh) || { echo "icount: QEMU 10 build failed"; echo "icount: 0 passed, 1 failed"; exit 1; }
-python3 .ci/icount.py --plugin "$out/icount.so" --qemu10 "$qemu10" \
+# shellcheck disable=SC2046 # pkg-config prints several flags
+gcc -O2 -Wall -Wextra -Werror -shared -fPIC -DICOUNT_QEMU_HEADER -I"$qemu10/include" \
+  $(pkg-config --cflags glib-2.0) -o "$out/icount10.so" tests/qemu-plugin/icount.c
+python3 .ci/icount.py --plugin "$out/icount.so" --qemu10 "$qemu10" --plugin10 "$out/icount10.so" \
   --probe-aarch64 "$out/probe-aarch64-unknown-linux-gnu" \
   --probe-riscv64 "$out/probe-riscv64gc-unknown-linux-gnu" \
   --selftest-aarch64 "$out/selftest-aarch64" --selftest-riscv64 "$out/selftest-riscv64" ||

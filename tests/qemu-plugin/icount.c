@@ -12,7 +12,10 @@
  * single-threaded guest, which is what the probe is.
  *
  * There is no development header for QEMU's plugin API on Debian, so the few declarations
- * needed are written here from the API's documented signatures.
+ * needed are written here from the API's documented signatures. Built with
+ * -DICOUNT_QEMU_HEADER and -I<prefix>/include, it uses the header of the QEMU 10 that
+ * .ci/qemu10.sh builds instead (API v4: per-vCPU scoreboards, and instruction bytes copied
+ * out), for the RISC-V model whose kernel accepts the fence.i prctl.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,6 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef ICOUNT_QEMU_HEADER
+/* ---- built against a QEMU's own header (the QEMU 10 of .ci/qemu10.sh, API v4) ---- */
+#include <qemu-plugin.h>
+
+typedef qemu_plugin_id_t plugin_id;
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+#define EXPORT QEMU_PLUGIN_EXPORT
+#define PLUGIN_INFO qemu_info_t
+#else
 /* ---- the plugin API, version 1 (as documented for QEMU 7.2) ---- */
 
 typedef uint64_t plugin_id;
@@ -31,6 +43,7 @@ struct qemu_plugin_insn;
 struct plugin_info_prefix {
     const char *target_name;
 };
+#define PLUGIN_INFO struct plugin_info_prefix
 
 enum plugin_inline_op { PLUGIN_INLINE_ADD_U64 = 0 }; /* QEMU_PLUGIN_INLINE_ADD_U64 */
 
@@ -52,6 +65,7 @@ extern void qemu_plugin_register_atexit_cb(plugin_id id, udata_fn cb, void *user
 
 /* QEMU refuses a plugin that does not export the API version it was written for. */
 EXPORT int qemu_plugin_version = 1;
+#endif
 
 /* ---- instruction classes ---- */
 
@@ -85,8 +99,6 @@ static const struct class riscv_classes[] = {
 #define MAX_CLASSES 16
 static const struct class *classes;
 static size_t n_classes;
-static uint64_t counts[MAX_CLASSES];
-static uint64_t total;
 static char *outfile;
 
 static uint32_t le32(const uint8_t *b)
@@ -100,6 +112,60 @@ static bool is_speculation_barrier(uint32_t word)
     return word == 0xd503309f || word == 0xd503349f;
 }
 
+/* What a vCPU counted: the total, then one count per class. */
+struct tally {
+    uint64_t total;
+    uint64_t counts[MAX_CLASSES];
+};
+
+#ifdef ICOUNT_QEMU_HEADER
+/* API v2 and later: inline adds go to a per-vCPU scoreboard, summed at exit. */
+static struct qemu_plugin_scoreboard *board;
+#else
+/* API v1: one global tally (the probe is single-threaded, see above). */
+static struct tally tally;
+#endif
+
+/* Adds one to the tally's field at `offset` each time `insn` executes. */
+static void count(struct qemu_plugin_insn *insn, size_t offset)
+{
+#ifdef ICOUNT_QEMU_HEADER
+    qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
+        insn, QEMU_PLUGIN_INLINE_ADD_U64, (qemu_plugin_u64){.score = board, .offset = offset},
+        1);
+#else
+    qemu_plugin_register_vcpu_insn_exec_inline(insn, PLUGIN_INLINE_ADD_U64,
+                                               (char *)&tally + offset, 1);
+#endif
+}
+
+/* The tally's field at `offset`, over every vCPU. */
+static uint64_t counted(size_t offset)
+{
+#ifdef ICOUNT_QEMU_HEADER
+    return qemu_plugin_u64_sum((qemu_plugin_u64){.score = board, .offset = offset});
+#else
+    uint64_t v;
+    memcpy(&v, (char *)&tally + offset, sizeof v);
+    return v;
+#endif
+}
+
+#define TOTAL offsetof(struct tally, total)
+#define CLASS(c) (offsetof(struct tally, counts) + (c) * sizeof(uint64_t))
+
+/* The instruction's first four bytes, little-endian. */
+static uint32_t insn_word(struct qemu_plugin_insn *insn)
+{
+    uint8_t bytes[4] = {0};
+#ifdef ICOUNT_QEMU_HEADER
+    qemu_plugin_insn_data(insn, bytes, sizeof bytes);
+#else
+    memcpy(bytes, qemu_plugin_insn_data(insn), sizeof bytes);
+#endif
+    return le32(bytes);
+}
+
 /* Called once per translated block: attach an inline counter to each instruction. */
 static void on_tb_trans(plugin_id id, struct qemu_plugin_tb *tb)
 {
@@ -108,15 +174,14 @@ static void on_tb_trans(plugin_id id, struct qemu_plugin_tb *tb)
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         /* Per instruction rather than per block, so a block left early is still exact. */
-        qemu_plugin_register_vcpu_insn_exec_inline(insn, PLUGIN_INLINE_ADD_U64, &total, 1);
+        count(insn, TOTAL);
         if (qemu_plugin_insn_size(insn) != 4) {
             continue;
         }
-        uint32_t word = le32(qemu_plugin_insn_data(insn));
+        uint32_t word = insn_word(insn);
         for (size_t c = 0; c < n_classes; c++) {
             if ((word & classes[c].mask) == classes[c].value && !is_speculation_barrier(word)) {
-                qemu_plugin_register_vcpu_insn_exec_inline(insn, PLUGIN_INLINE_ADD_U64,
-                                                           &counts[c], 1);
+                count(insn, CLASS(c));
             }
         }
     }
@@ -125,12 +190,13 @@ static void on_tb_trans(plugin_id id, struct qemu_plugin_tb *tb)
 static void on_guest_exit(plugin_id id, void *userdata)
 {
     char buf[64 * (MAX_CLASSES + 1)];
-    size_t used = (size_t)snprintf(buf, sizeof buf, "total %llu\n", (unsigned long long)total);
+    size_t used =
+        (size_t)snprintf(buf, sizeof buf, "total %llu\n", (unsigned long long)counted(TOTAL));
     (void)id;
     (void)userdata;
     for (size_t c = 0; c < n_classes && used < sizeof buf; c++) {
         used += (size_t)snprintf(buf + used, sizeof buf - used, "%s %llu\n", classes[c].name,
-                                 (unsigned long long)counts[c]);
+                                 (unsigned long long)counted(CLASS(c)));
     }
     if (outfile) {
         FILE *f = fopen(outfile, "w");
@@ -145,8 +211,7 @@ static void on_guest_exit(plugin_id id, void *userdata)
     fputs(buf, stderr);
 }
 
-EXPORT int qemu_plugin_install(plugin_id id, const struct plugin_info_prefix *info, int argc,
-                               char **argv)
+EXPORT int qemu_plugin_install(plugin_id id, const PLUGIN_INFO *info, int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "outfile=", 8) == 0) {
@@ -166,6 +231,9 @@ EXPORT int qemu_plugin_install(plugin_id id, const struct plugin_info_prefix *in
         /* Still useful: counts the total. */
         n_classes = 0;
     }
+#ifdef ICOUNT_QEMU_HEADER
+    board = qemu_plugin_scoreboard_new(sizeof(struct tally));
+#endif
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
     qemu_plugin_register_atexit_cb(id, on_guest_exit, NULL);
     return 0;
