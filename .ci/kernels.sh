@@ -18,6 +18,8 @@
 #                                     tests that rewrite code other vCPUs run: they run in
 #                                     a second boot with single-threaded TCG (see boot_for)
 #   ICACHE_*                          forwarded into the guest's test environment
+#   ICACHE_EXPECT_RISCV_PATH=fence.i  the RISC-V clear_cache path the tests must see (empty:
+#                                     report it only)
 # Downloads and build products live under target/kernels/ (never committed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -267,7 +269,12 @@ summary=()
 # Words NAME=value on the kernel command line reach init's environment. Debian's riscv64 kernel
 # (6.12) accepts the prctl that lets the crate use a user fence.i: the RISC-V tests check that
 # path was taken (tests/jit.rs, riscv_reports_its_clear_cache_path).
-export ICACHE_EXPECT_RISCV_PATH=${ICACHE_EXPECT_RISCV_PATH-fence.i}
+ICACHE_EXPECT_RISCV_PATH=${ICACHE_EXPECT_RISCV_PATH-fence.i}
+if [ -n "$ICACHE_EXPECT_RISCV_PATH" ]; then
+  export ICACHE_EXPECT_RISCV_PATH
+else
+  unset ICACHE_EXPECT_RISCV_PATH
+fi
 forward=""
 while IFS='=' read -r k v; do
   case $k in ICACHE_*) [[ $v =~ ^[A-Za-z0-9_.,:-]*$ ]] && forward+=" $k=$v" ;; esac
