@@ -354,16 +354,21 @@ static void mem_cb(unsigned int idx, qemu_plugin_meminfo_t info, uint64_t vaddr,
 
 /* ---- reports ---------------------------------------------------------------------------- */
 
-/* A forked child inherits this state: it starts its own file and its own counts. Under the
- * lock. */
+/* A forked child inherits this state: it counts from zero from the fork on (checked code
+ * included, which no finding would otherwise reset in time), in the child's fork handler. */
+static void reset_counts_in_child(void)
+{
+    memset(counts, 0, sizeof counts);
+    checked_insns = cmodx_allowed = 0;
+}
+
+/* ... and writes its own file, opened at its first finding or at its exit. Under the lock. */
 static void own_process(void)
 {
     if (out_pid == getpid()) {
         return;
     }
     out_pid = getpid();
-    memset(counts, 0, sizeof counts);
-    checked_insns = cmodx_allowed = 0;
     if (out_dir) {
         g_autofree char *path = g_strdup_printf("%s/coherence-%d.jsonl", out_dir, out_pid);
         if (out) {
@@ -1023,6 +1028,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         fprintf(stderr, "coherence: user mode only\n");
         return -1;
     }
+    /* QEMU user mode forks the host process for a guest fork: this runs in the child. */
+    pthread_atfork(NULL, NULL, reset_counts_in_child);
     for (int i = 0; i < argc; i++) {
         g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
         if (!kv[0] || !kv[1]) {
