@@ -109,6 +109,17 @@ mutant() { # name target cpu file sed-expr class
     cargo test -q --target "$target" --test jit -- --test-threads=1 >"$dir.log" 2>&1) || true
   local got
   got=$(python3 .ci/coherence.py summarize "$dir" | tail -n 1)
+  if [ "$class" = none ]; then
+    # A forced path rather than a defect: it must be clean, and must have run.
+    if grep -q ' 0 findings' <<<"$got" && grep -q 'test result: ok' "$dir.log" &&
+      ! grep -q 'FAILED' "$dir.log"; then
+      pass "variant $name clean on $cpu: ${got#coherence: }"
+    else
+      fail "variant $name on $cpu: ${got#coherence: }"
+      tail -n 20 "$dir.log"
+    fi
+    return
+  fi
   if grep -q "$class=" <<<"$got"; then
     pass "mutant $name caught on $cpu: ${got#coherence: }"
   else
@@ -120,20 +131,28 @@ mutant() { # name target cpu file sed-expr class
 if want mutants; then
   t=$SECONDS
   echo "== coherence: mutants of the crate"
-  walk='arch::ic_ivau_lines(w.first(), w.more(), w.line_log2())'
-  mutant ic-stride-64 aarch64-unknown-linux-gnu max src/clear/aarch64.rs \
-    "s/$walk/arch::ic_ivau_lines(w.first() \& !63, ((w.first() + (w.count() << w.line_log2()) - 1) >> 6) - (w.first() >> 6), 6)/" \
+  # The edits reach every path (one line, one span, a batch): the instructions in arch/, or
+  # every barrier of a kind in src/clear/aarch64.rs.
+  mutant ic-stride-64 aarch64-unknown-linux-gnu max arch/aarch64.rs \
+    's/^    unsafe { walk_lines!("ic ivau", first, more, line_log2) }$/    unsafe { walk_lines!("ic ivau", first \& !63, ((first + (more << line_log2) + (1 << line_log2) - 1) >> 6) - (first >> 6), 6) }/' \
     no-invalidate
-  mutant no-clean aarch64-unknown-linux-gnu cortex-a53 src/clear/aarch64.rs \
-    's/unsafe { arch::dc_cvau_lines(w.first(), w.more(), w.line_log2()) };/let _ = w;/' no-clean
+  mutant no-clean aarch64-unknown-linux-gnu cortex-a53 arch/aarch64.rs \
+    's/^    unsafe { walk_lines!("dc cvau", first, more, line_log2) }$/    let _ = (first, more, line_log2);/; s/^    unsafe { asm!("dc cvau, {}", in(reg) addr, options(nostack, preserves_flags)) };$/    let _ = addr;/' \
+    no-clean
   mutant no-dsb-between aarch64-unknown-linux-gnu a64fx src/clear/aarch64.rs \
-    '0,/^ *arch::dsb_ish();/{/^ *arch::dsb_ish();/d}' invalidate-before-clean
+    '/\/\/ Always: it also orders the stores/{n;d}' invalidate-before-clean
   mutant no-isb aarch64-unknown-linux-gnu neoverse-n2 src/clear/aarch64.rs \
     's/^ *arch::isb();$//' no-context-sync-writer
+  # Not a defect: every QEMU model has equal D- and I-line sizes, so the path for cores whose
+  # sizes differ is forced here (its own geometry for each walk) and must be clean.
+  mutant two-line-sizes aarch64-unknown-linux-gnu max src/plan.rs \
+    's/let same = if d == i { Self::SAME_LINES } else { 0 };/let same = 0;/' none
   mutant local-sync-nothing aarch64-unknown-linux-gnu cortex-a53 src/local/instruction.rs \
     's/^    crate::arch::local_sync();$//' no-context-sync-other
-  # The system-call path (a kernel that refuses the prctl) with flags 1; then the fence.i path
-  # without its fence.i, in clear_cache and in pipeline_flush_local.
+  # The system-call path (a kernel that refuses the prctl) forced, clean; with flags 1; then
+  # the fence.i path without its fence.i, in clear_cache and in pipeline_flush_local.
+  mutant riscv-prctl-refused riscv64gc-unknown-linux-gnu rv64 src/clear/riscv_linux.rs \
+    's/match crate::os::riscv_enable_user_fence_i() {/match Err::<(), i32>(22) {/' none
   mutant flags-1 riscv64gc-unknown-linux-gnu rv64 src/clear/riscv_linux.rs \
     's/riscv_flush_icache(span.start(), span.end(), 0)/riscv_flush_icache(span.start(), span.end(), 1)/; s/match crate::os::riscv_enable_user_fence_i() {/match Err::<(), i32>(22) {/' \
     fence-i-other-hart

@@ -173,7 +173,13 @@ def check_aarch64(report, obj, rlib, tool):
     lines = [n for n in lib if n.endswith("clear_lines")]
     report.check(len(lines) == 1, f"aarch64: one out-of-line multi-line function: {lines}")
     lines_insns = lib[lines[0]] if len(lines) == 1 else []
-    check_walker(report, "icache::clear::aarch64::clear_lines", lines_insns, ("read_ctr_el0",))
+    check_walker(report, "icache::clear::aarch64::clear_lines", lines_insns,
+                 ("read_ctr_el0", "sync_span_two_sizes"))
+    # Cores whose D- and I-lines differ take a cold function of their own.
+    two = [n for n in lib if n.endswith("sync_span_two_sizes")]
+    report.check(len(two) == 1, f"aarch64: one function for differing line sizes: {two}")
+    check_walker(report, "icache::clear::aarch64::sync_span_two_sizes",
+                 lib[two[0]] if len(two) == 1 else [], ())
     for name in ("icache_disasm_discard", "icache_disasm_result", "icache_disasm_slice_discard"):
         insns = funcs.get(name)
         if not insns:

@@ -87,9 +87,10 @@ impl CtrEl0 {
 
 /// `CTR_EL0` as the crate caches it, packed so that one load and one comparison tell whether a
 /// span lies in a single line of both caches: bits 31:0 are the register's bits 31:0 (the line
-/// fields, `L1Ip`, `IDC` and `DIC`; bits 63:32 hold nothing the crate uses), bits 63:32 the
-/// smaller of the D- and I-line sizes in bytes. 0 means "not read yet", which no span passes
-/// as one line.
+/// fields, `L1Ip`, `IDC` and `DIC`; bits 63:32 hold nothing the crate uses), except bit 30
+/// (RES0 in the register), set here when the D- and I-lines have the same size so that one
+/// walk's geometry serves both; bits 63:32 the smaller of the two line sizes in bytes. 0 means
+/// "not read yet", which no span passes as one line.
 ///
 /// ```
 /// use icache::plan::{CachedCtr, CtrEl0, Span};
@@ -116,7 +117,8 @@ impl CachedCtr {
     pub const fn new(ctr: CtrEl0) -> Self {
         let (d, i) = (ctr.dcache_line(), ctr.icache_line());
         let min = if d < i { d } else { i };
-        CachedCtr((ctr.0 & 0xffff_ffff) | ((min as u64) << 32))
+        let same = if d == i { Self::SAME_LINES } else { 0 };
+        CachedCtr((ctr.0 & 0xffff_ffff & !Self::SAME_LINES) | same | ((min as u64) << 32))
     }
 
     /// Whether this holds a register value.
@@ -129,15 +131,31 @@ impl CachedCtr {
         self.0 != 0
     }
 
-    /// The register's fields (bits 31:0).
+    /// Bit 30: the D- and I-lines have the same size.
+    const SAME_LINES: u64 = 1 << 30;
+
+    /// The register's fields (bits 31:0, bit 30 as the register has it: 0).
     ///
     /// ```
     /// use icache::plan::{CachedCtr, CtrEl0};
-    /// assert!(CachedCtr::new(CtrEl0(0x9444_c004)).ctr().idc());
+    /// assert_eq!(CachedCtr::new(CtrEl0(0x9444_c004)).ctr(), CtrEl0(0x9444_c004));
     /// ```
     #[inline(always)]
     pub const fn ctr(self) -> CtrEl0 {
-        CtrEl0(self.0 & 0xffff_ffff)
+        CtrEl0(self.0 & 0xffff_ffff & !Self::SAME_LINES)
+    }
+
+    /// Whether the D- and I-lines have the same size, so that the lines a span touches are the
+    /// same in both caches.
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0};
+    /// assert!(CachedCtr::new(CtrEl0(0x8444_c004)).same_lines());
+    /// assert!(!CachedCtr::new(CtrEl0(0x8444_c003)).same_lines());
+    /// ```
+    #[inline(always)]
+    pub const fn same_lines(self) -> bool {
+        self.0 & Self::SAME_LINES != 0
     }
 
     /// The smaller line size in bytes, 0 before the register was read.

@@ -154,6 +154,7 @@ proptest! {
         let s = span(start, len);
         prop_assert!(cached.is_read());
         prop_assert_eq!(cached.ctr().0, c.0 & 0xffff_ffff);
+        prop_assert_eq!(cached.same_lines(), dline == iline);
         let both_one = LineWalk::new(s, dline).count() == 1 && LineWalk::new(s, iline).count() == 1;
         prop_assert_eq!(cached.one_line(s), both_one);
         prop_assert!(!CachedCtr::NOT_READ.one_line(s));

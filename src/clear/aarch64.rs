@@ -3,7 +3,7 @@
 //! instructions, `src/plan.rs` the lines).
 
 use crate::arch;
-use crate::plan::{CachedCtr, CtrEl0, RangePlan, Span};
+use crate::plan::{CachedCtr, CtrEl0, LineWalk, RangePlan, Span};
 use crate::{CacheInfo, Error, L1Icache, Maintenance};
 
 /// Bare metal: the code runs at EL1 or above, where the read never traps, and no OS migrates it
@@ -33,20 +33,20 @@ fn cached_ctr() -> CachedCtr {
 /// line, after the read: the common path then makes no call and needs no stack frame (a call in
 /// its middle would give it one).
 #[inline(always)]
-fn with_ctr_el0<R>(f: impl FnOnce(CtrEl0) -> R) -> R {
+fn with_ctr_el0<R>(f: impl FnOnce(CachedCtr) -> R) -> R {
     match cached_ctr() {
-        c if c.is_read() => f(c.ctr()),
+        c if c.is_read() => f(c),
         _ => read_ctr_el0(f),
     }
 }
 
 #[cold]
 #[inline(never)]
-fn read_ctr_el0<R>(f: impl FnOnce(CtrEl0) -> R) -> R {
-    let ctr = CtrEl0(arch::read_ctr_el0());
+fn read_ctr_el0<R>(f: impl FnOnce(CachedCtr) -> R) -> R {
+    let cached = CachedCtr::new(CtrEl0(arch::read_ctr_el0()));
     #[cfg(not(target_os = "none"))]
-    CTR_EL0.store(CachedCtr::new(ctr).0, core::sync::atomic::Ordering::Relaxed);
-    f(ctr)
+    CTR_EL0.store(cached.0, core::sync::atomic::Ordering::Relaxed);
+    f(cached)
 }
 
 /// The whole Arm ARM sequence for a set of spans, barriers once.
@@ -126,24 +126,85 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
 unsafe fn clear_lines(span: Span, cached: CachedCtr) {
     if cached.is_read() {
         // SAFETY: forwarded from `clear_range`.
-        unsafe { sync(core::iter::once(span), cached.ctr()) };
+        unsafe { sync_span(span, cached) };
     } else {
-        // SAFETY: as above. The iterator is made inside the closure so that only two registers'
-        // worth is captured.
-        read_ctr_el0(move |ctr| unsafe { sync(core::iter::once(span), ctr) });
+        // SAFETY: as above.
+        read_ctr_el0(move |cached| unsafe { sync_span(span, cached) });
     }
+}
+
+/// The Arm ARM sequence for one span. Where the D- and I-lines have the same size (most cores)
+/// the two walks cover the same lines, and the geometry is worked out once.
+///
+/// # Safety
+/// Every byte of the span is mapped readable.
+#[inline(always)]
+unsafe fn sync_span(span: Span, cached: CachedCtr) {
+    if cached.same_lines() {
+        let walk = LineWalk::new(span, cached.ctr().dcache_line_log2());
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_walks(walk, walk, cached.ctr()) };
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_span_two_sizes(span, cached.ctr()) };
+    }
+}
+
+/// Cores whose D- and I-lines differ: out of line, so that the common case above is not made
+/// to compute both geometries (the compiler would otherwise select between them).
+///
+/// # Safety
+/// Every byte of the span is mapped readable.
+#[cold]
+#[inline(never)]
+unsafe fn sync_span_two_sizes(span: Span, ctr: CtrEl0) {
+    let clean = LineWalk::new(span, ctr.dcache_line_log2());
+    let invalidate = LineWalk::new(span, ctr.icache_line_log2());
+    // SAFETY: forwarded from the caller.
+    unsafe { sync_walks(clean, invalidate, ctr) };
+}
+
+/// Clean the D-lines of `clean` (unless IDC), `dsb ish`, invalidate the I-lines of
+/// `invalidate` (unless DIC), `dsb ish`, `isb`.
+///
+/// # Safety
+/// Every line of both walks is mapped readable.
+#[inline(always)]
+unsafe fn sync_walks(clean: LineWalk, invalidate: LineWalk, ctr: CtrEl0) {
+    if !ctr.idc() {
+        // SAFETY: the caller guarantees the lines are mapped.
+        unsafe { arch::dc_cvau_lines(clean.first(), clean.more(), clean.line_log2()) };
+    }
+    // Always: it also orders the stores of the code before the invalidations.
+    arch::dsb_ish();
+    if !ctr.dic() {
+        // SAFETY: as above.
+        unsafe {
+            arch::ic_ivau_lines(
+                invalidate.first(),
+                invalidate.more(),
+                invalidate.line_log2(),
+            )
+        };
+        arch::dsb_ish();
+    }
+    arch::isb();
 }
 
 /// # Safety
 /// Every byte of every span is mapped readable (the contract of `clear_cache_many`).
 pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(spans: I) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
-    with_ctr_el0(move |ctr| unsafe { sync(spans, ctr) });
+    with_ctr_el0(move |cached| unsafe { sync(spans, cached.ctr()) });
     Ok(())
 }
 
 pub fn cache_info() -> CacheInfo {
-    with_ctr_el0(|ctr| CacheInfo {
+    with_ctr_el0(|cached| cache_info_of(cached.ctr()))
+}
+
+fn cache_info_of(ctr: CtrEl0) -> CacheInfo {
+    CacheInfo {
         maintenance: Maintenance::Instructions,
         dcache_line: Some(ctr.dcache_line()),
         icache_line: Some(ctr.icache_line()),
@@ -155,5 +216,5 @@ pub fn cache_info() -> CacheInfo {
             0b10 => L1Icache::Vipt,
             _ => L1Icache::Pipt,
         }),
-    })
+    }
 }
