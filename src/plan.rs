@@ -292,6 +292,133 @@ impl Span {
     }
 }
 
+/// Coalesces spans, in the order given, into runs whose lines can be walked once: a span that
+/// starts right after the run, or in the run's last line of `1 << line_log2` bytes or the line
+/// after it, or anywhere in the run, extends the run (a JIT's functions written back to back
+/// become one run). The lines of the runs are exactly the lines of the spans, so walking the
+/// runs does the same maintenance with less arithmetic, and a line two neighbouring spans
+/// share is maintained once.
+///
+/// ```
+/// use icache::plan::{Coalesce, Span};
+/// let s = |start, len| Span::new(start, len).unwrap().unwrap();
+/// let mut c = Coalesce::new(s(0x1000, 0x100), 6);
+/// assert_eq!(c.push(s(0x1100, 0x100)), None); // back to back: one run
+/// assert_eq!(c.push(s(0x9000, 4)), Some(s(0x1000, 0x200))); // elsewhere: the run is done
+/// assert_eq!(c.finish(), s(0x9000, 4));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Coalesce {
+    line_log2: u32,
+    run: Span,
+}
+
+impl Coalesce {
+    /// A run of the first span; lines of `1 << line_log2` bytes, clamped as [`LineWalk::new`]
+    /// clamps them.
+    ///
+    /// ```
+    /// use icache::plan::{Coalesce, Span};
+    /// let s = Span::new(64, 1).unwrap().unwrap();
+    /// assert_eq!(Coalesce::new(s, 6).finish(), s);
+    /// ```
+    #[inline(always)]
+    pub const fn new(first: Span, line_log2: u32) -> Self {
+        let line_log2 = if line_log2 < LineWalk::MIN_LINE_LOG2 {
+            LineWalk::MIN_LINE_LOG2
+        } else if line_log2 > LineWalk::MAX_LINE_LOG2 {
+            LineWalk::MAX_LINE_LOG2
+        } else {
+            line_log2
+        };
+        Coalesce {
+            line_log2,
+            run: first,
+        }
+    }
+
+    /// Adds the next span: extends the run, or returns the run it ended and starts a new one.
+    ///
+    /// ```
+    /// use icache::plan::{Coalesce, Span};
+    /// let s = |start, len| Span::new(start, len).unwrap().unwrap();
+    /// let mut c = Coalesce::new(s(0x1000, 8), 6);
+    /// assert_eq!(c.push(s(0x1030, 8)), None); // the same 64-byte line
+    /// assert_eq!(c.push(s(0x1080, 8)), Some(s(0x1000, 0x38))); // a line in between
+    /// ```
+    #[inline(always)]
+    pub fn push(&mut self, span: Span) -> Option<Span> {
+        let run = &mut self.run;
+        // Back to back, the common case, first (never true for a run that ends at the top of
+        // the address space); then any start in or next to the run's lines. Cannot overflow:
+        // a line index is at most `usize::MAX >> 2`.
+        if span.start == run.last.wrapping_add(1) && span.start != 0 {
+            run.last = span.last;
+            return None;
+        }
+        if span.start >= run.start
+            && span.start >> self.line_log2 <= (run.last >> self.line_log2) + 1
+        {
+            if span.last > run.last {
+                run.last = span.last;
+            }
+            return None;
+        }
+        Some(core::mem::replace(run, span))
+    }
+
+    /// The run in progress.
+    ///
+    /// ```
+    /// use icache::plan::{Coalesce, Span};
+    /// let s = |start, len| Span::new(start, len).unwrap().unwrap();
+    /// let mut c = Coalesce::new(s(0, 64), 6);
+    /// c.push(s(64, 64));
+    /// assert_eq!(c.finish(), s(0, 128));
+    /// ```
+    #[inline(always)]
+    pub const fn finish(self) -> Span {
+        self.run
+    }
+}
+
+/// The runs of `spans` ([`Coalesce`] over lines of `1 << line_log2` bytes), as an iterator.
+///
+/// ```
+/// use icache::plan::{runs, Span};
+/// let s = |start, len| Span::new(start, len).unwrap().unwrap();
+/// let spans = [s(0, 256), s(256, 256), s(4096, 8)];
+/// assert_eq!(runs(spans.into_iter(), 6).collect::<Vec<_>>(), [s(0, 512), s(4096, 8)]);
+/// ```
+pub fn runs<I: Iterator<Item = Span>>(mut spans: I, line_log2: u32) -> Runs<I> {
+    Runs {
+        coalesce: spans.next().map(|first| Coalesce::new(first, line_log2)),
+        spans,
+    }
+}
+
+/// The iterator of [`runs`].
+#[derive(Clone, Debug)]
+pub struct Runs<I> {
+    spans: I,
+    coalesce: Option<Coalesce>,
+}
+
+impl<I: Iterator<Item = Span>> Iterator for Runs<I> {
+    type Item = Span;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Span> {
+        let coalesce = self.coalesce.as_mut()?;
+        for span in self.spans.by_ref() {
+            if let Some(run) = coalesce.push(span) {
+                return Some(run);
+            }
+        }
+        self.coalesce.take().map(Coalesce::finish)
+    }
+}
+
 /// A walk over consecutive cache lines: the lines of `1 << line_log2` bytes that hold a
 /// [`Span`], from the first to the last, at least one.
 ///

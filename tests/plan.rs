@@ -2,7 +2,7 @@
 //! 64 KiB (and the architectural maximum, 128 KiB), every IDC/DIC combination, unaligned starts
 //! and ends, ranges at the top of the address space, and wrap-around.
 
-use icache::plan::{CachedCtr, CtrEl0, LineWalk, RangePlan, Span, WrapsAround};
+use icache::plan::{runs, CachedCtr, CtrEl0, LineWalk, RangePlan, Span, WrapsAround};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -158,6 +158,51 @@ proptest! {
         let both_one = LineWalk::new(s, dline).count() == 1 && LineWalk::new(s, iline).count() == 1;
         prop_assert_eq!(cached.one_line(s), both_one);
         prop_assert!(!CachedCtr::NOT_READ.one_line(s));
+    }
+
+    #[test]
+    fn runs_walk_exactly_the_lines_of_their_spans(
+        base in any_start(),
+        pieces in proptest::collection::vec((0usize..600, 1usize..300), 1..12),
+        line_log2 in 2u32..=8,
+        back_to_back: bool,
+    ) {
+        // Spans in ascending order (back to back, or with gaps), each shortened to fit below
+        // the top of the address space.
+        let mut spans = Vec::new();
+        let mut at = base;
+        for (gap, len) in pieces {
+            let start = if back_to_back { at } else { at.saturating_add(gap) };
+            let len = len.min(usize::MAX - start).max(1);
+            spans.push(span(start, len));
+            at = spans.last().unwrap().last().saturating_add(1);
+            if at == usize::MAX { break; }
+        }
+        let lines = |s: &Span| walk_set(LineWalk::new(*s, line_log2));
+        let want: BTreeSet<usize> = spans.iter().flat_map(lines).collect();
+        let got: Vec<Span> = runs(spans.iter().copied(), line_log2).collect();
+        let walked: Vec<usize> = got.iter().flat_map(lines).collect();
+        // Every line once: ascending spans never share a line between two runs.
+        prop_assert_eq!(walked.len(), want.len(), "runs {:?} of {:?}", got, spans);
+        prop_assert_eq!(walked.into_iter().collect::<BTreeSet<_>>(), want);
+        if back_to_back {
+            prop_assert_eq!(got.len(), 1);
+        }
+    }
+
+    #[test]
+    fn runs_of_any_order_cover_the_lines_of_their_spans(
+        spans in proptest::collection::vec((any_start(), 1usize..300), 1..10),
+        line_log2 in 2u32..=8,
+    ) {
+        let spans: Vec<Span> = spans
+            .into_iter()
+            .map(|(start, len)| span(start, len.min(usize::MAX - start).max(1)))
+            .collect();
+        let lines = |s: &Span| walk_set(LineWalk::new(*s, line_log2));
+        let want: BTreeSet<usize> = spans.iter().flat_map(lines).collect();
+        let got: BTreeSet<usize> = runs(spans.iter().copied(), line_log2).flat_map(|s| lines(&s)).collect();
+        prop_assert_eq!(got, want);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! instructions, `src/plan.rs` the lines).
 
 use crate::arch;
+use crate::plan;
 use crate::plan::{CachedCtr, CtrEl0, LineWalk, RangePlan, Span};
 use crate::{CacheInfo, Error, L1Icache, Maintenance};
 
@@ -195,8 +196,44 @@ unsafe fn sync_walks(clean: LineWalk, invalidate: LineWalk, ctr: CtrEl0) {
 /// Every byte of every span is mapped readable (the contract of `clear_cache_many`).
 pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(spans: I) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
-    with_ctr_el0(move |cached| unsafe { sync(spans, cached.ctr()) });
+    with_ctr_el0(move |cached| unsafe { sync_batch(spans, cached) });
     Ok(())
+}
+
+/// Runs kept on the stack between the clean and the invalidate walks of a batch (no
+/// allocation); a batch that coalesces into more runs is coalesced again for the second walk.
+const KEPT_RUNS: usize = 16;
+
+/// A batch: its spans coalesced into runs (functions written back to back become one walk, a
+/// line two neighbours share is maintained once), then the sequence over the runs.
+///
+/// # Safety
+/// Every byte of every span is mapped readable.
+#[inline(always)]
+unsafe fn sync_batch<I: Iterator<Item = Span> + Clone>(spans: I, cached: CachedCtr) {
+    let mut rest = spans.clone();
+    let Some(first) = rest.next() else {
+        return;
+    };
+    // Runs are formed on the smaller line, so their lines are the spans' lines in both caches.
+    let line_log2 = cached.min_line().trailing_zeros();
+    let mut coalesce = plan::Coalesce::new(first, line_log2);
+    let mut kept = [first; KEPT_RUNS];
+    let mut n = 0;
+    for span in rest {
+        if let Some(run) = coalesce.push(span) {
+            if n == KEPT_RUNS - 1 {
+                // SAFETY: forwarded from the caller.
+                unsafe { sync(plan::runs(spans, line_log2), cached.ctr()) };
+                return;
+            }
+            kept[n] = run;
+            n += 1;
+        }
+    }
+    kept[n] = coalesce.finish();
+    // SAFETY: forwarded from the caller.
+    unsafe { sync(kept[..=n].iter().copied(), cached.ctr()) };
 }
 
 pub fn cache_info() -> CacheInfo {
