@@ -324,15 +324,8 @@ impl Coalesce {
     /// ```
     #[inline(always)]
     pub const fn new(first: Span, line_log2: u32) -> Self {
-        let line_log2 = if line_log2 < LineWalk::MIN_LINE_LOG2 {
-            LineWalk::MIN_LINE_LOG2
-        } else if line_log2 > LineWalk::MAX_LINE_LOG2 {
-            LineWalk::MAX_LINE_LOG2
-        } else {
-            line_log2
-        };
         Coalesce {
-            line_log2,
+            line_log2: clamp_line_log2(line_log2),
             run: first,
         }
     }
@@ -419,6 +412,19 @@ impl<I: Iterator<Item = Span>> Iterator for Runs<I> {
     }
 }
 
+/// `line_log2` within what a walk takes: [`LineWalk::MIN_LINE_LOG2`] to
+/// [`LineWalk::MAX_LINE_LOG2`].
+#[inline(always)]
+const fn clamp_line_log2(line_log2: u32) -> u32 {
+    if line_log2 < LineWalk::MIN_LINE_LOG2 {
+        LineWalk::MIN_LINE_LOG2
+    } else if line_log2 > LineWalk::MAX_LINE_LOG2 {
+        LineWalk::MAX_LINE_LOG2
+    } else {
+        line_log2
+    }
+}
+
 /// A walk over consecutive cache lines: the lines of `1 << line_log2` bytes that hold a
 /// [`Span`], from the first to the last, at least one.
 ///
@@ -455,13 +461,7 @@ impl LineWalk {
     /// ```
     #[inline(always)]
     pub const fn new(span: Span, line_log2: u32) -> Self {
-        let line_log2 = if line_log2 < Self::MIN_LINE_LOG2 {
-            Self::MIN_LINE_LOG2
-        } else if line_log2 > Self::MAX_LINE_LOG2 {
-            Self::MAX_LINE_LOG2
-        } else {
-            line_log2
-        };
+        let line_log2 = clamp_line_log2(line_log2);
         let first_index = span.start >> line_log2;
         LineWalk {
             first: first_index << line_log2,
