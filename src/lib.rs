@@ -304,12 +304,10 @@ pub fn clear_cache_slice(code: &[u8]) -> Result<(), Error> {
 /// # Ok::<(), icache::Error>(())
 /// ```
 pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), Error> {
-    let span = |&(ptr, len): &(*const c_void, usize)| plan::Span::new(ptr as usize, len);
-    if ranges.iter().any(|r| span(r).is_err()) {
-        return Err(Error::new(ErrorKind::InvalidInput, "clear_cache_many", 0));
-    }
-    // SAFETY: the caller guarantees every range is mapped and readable; none wraps (checked).
-    unsafe { clear::clear_ranges(ranges.iter().filter_map(move |r| span(r).ok().flatten())) }
+    // Checked by the platform's code, which refuses a wrapping range before touching anything.
+    let batch = ranges.iter().map(|&(ptr, len)| (ptr as usize, len));
+    // SAFETY: the caller guarantees every range is mapped and readable.
+    unsafe { clear::clear_ranges(batch) }
 }
 
 /// [`clear_cache_many`] for byte slices. Safe: slices are always mapped and readable.
@@ -322,11 +320,9 @@ pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), 
 /// ```
 pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
     // Slices never wrap (an allocation stays below `isize::MAX` bytes): only empty ones drop out.
-    let spans = code
-        .iter()
-        .filter_map(|s| plan::Span::new(s.as_ptr() as usize, s.len()).ok().flatten());
+    let batch = code.iter().map(|s| (s.as_ptr() as usize, s.len()));
     // SAFETY: a slice's bytes are mapped and readable for its lifetime.
-    unsafe { clear::clear_ranges(spans) }
+    unsafe { clear::clear_ranges(batch) }
 }
 
 /// Makes every other thread of the process discard instructions it has already fetched, so

@@ -310,7 +310,11 @@ impl Span {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Coalesce {
     line_log2: u32,
-    run: Span,
+    /// The run's first byte.
+    start: usize,
+    /// One past the run's last byte, wrapped: 0 for a run that ends at the top of the address
+    /// space. Kept rather than the last byte so that a span back to back costs one comparison.
+    next: usize,
 }
 
 impl Coalesce {
@@ -326,7 +330,8 @@ impl Coalesce {
     pub const fn new(first: Span, line_log2: u32) -> Self {
         Coalesce {
             line_log2: clamp_line_log2(line_log2),
-            run: first,
+            start: first.start,
+            next: first.last.wrapping_add(1),
         }
     }
 
@@ -341,23 +346,51 @@ impl Coalesce {
     /// ```
     #[inline(always)]
     pub fn push(&mut self, span: Span) -> Option<Span> {
-        let run = &mut self.run;
-        // Back to back, the common case, first (never true for a run that ends at the top of
-        // the address space); then any start in or next to the run's lines. Cannot overflow:
-        // a line index is at most `usize::MAX >> 2`.
-        if span.start == run.last.wrapping_add(1) && span.start != 0 {
-            run.last = span.last;
-            return None;
-        }
-        if span.start >= run.start
-            && span.start >> self.line_log2 <= (run.last >> self.line_log2) + 1
+        let last = self.next.wrapping_sub(1);
+        // A start in the run or in the line after its last: cannot overflow, a line index is
+        // at most `usize::MAX >> 2`.
+        if span.start >= self.start && span.start >> self.line_log2 <= (last >> self.line_log2) + 1
         {
-            if span.last > run.last {
-                run.last = span.last;
+            if span.last > last {
+                self.next = span.last.wrapping_add(1);
             }
             return None;
         }
-        Some(core::mem::replace(run, span))
+        let done = Span {
+            start: self.start,
+            last,
+        };
+        self.start = span.start;
+        self.next = span.last.wrapping_add(1);
+        Some(done)
+    }
+
+    /// [`push`](Self::push) for a range not yet checked: `len` bytes from `start`, which may be
+    /// empty (skipped) or wrap ([`WrapsAround`], the run unchanged). A range that starts where
+    /// the run ends takes one comparison and one addition: the batches of a JIT that writes
+    /// its functions back to back.
+    ///
+    /// ```
+    /// use icache::plan::{Coalesce, Span, WrapsAround};
+    /// let s = |start, len| Span::new(start, len).unwrap().unwrap();
+    /// let mut c = Coalesce::new(s(0x1000, 0x100), 6);
+    /// assert_eq!(c.push_range(0x1100, 0x100), Ok(None));
+    /// assert_eq!(c.push_range(0x5000, 0), Ok(None));
+    /// assert_eq!(c.push_range(usize::MAX, 2), Err(WrapsAround));
+    /// assert_eq!(c.push_range(0x5000, 4), Ok(Some(s(0x1000, 0x200))));
+    /// ```
+    #[inline(always)]
+    pub fn push_range(&mut self, start: usize, len: usize) -> Result<Option<Span>, WrapsAround> {
+        if start == self.next && start != 0 {
+            if let Some(end) = start.checked_add(len) {
+                self.next = end;
+                return Ok(None);
+            }
+        }
+        Ok(match Span::new(start, len)? {
+            None => None,
+            Some(span) => self.push(span),
+        })
     }
 
     /// The run in progress.
@@ -371,7 +404,10 @@ impl Coalesce {
     /// ```
     #[inline(always)]
     pub const fn finish(self) -> Span {
-        self.run
+        Span {
+            start: self.start,
+            last: self.next.wrapping_sub(1),
+        }
     }
 }
 

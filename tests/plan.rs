@@ -2,7 +2,7 @@
 //! 64 KiB (and the architectural maximum, 128 KiB), every IDC/DIC combination, unaligned starts
 //! and ends, ranges at the top of the address space, and wrap-around.
 
-use icache::plan::{runs, CachedCtr, CtrEl0, LineWalk, RangePlan, Span, WrapsAround};
+use icache::plan::{runs, CachedCtr, Coalesce, CtrEl0, LineWalk, RangePlan, Span, WrapsAround};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -203,6 +203,28 @@ proptest! {
         let want: BTreeSet<usize> = spans.iter().flat_map(lines).collect();
         let got: BTreeSet<usize> = runs(spans.iter().copied(), line_log2).flat_map(|s| lines(&s)).collect();
         prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn push_range_is_span_new_then_push(
+        first in any_start(),
+        first_len in 1usize..5000,
+        ranges in proptest::collection::vec((any_start(), 0usize..5000, any::<bool>()), 1..10),
+        line_log2 in 2u32..=8,
+    ) {
+        let first = span(first, first_len.min(usize::MAX - first).max(1));
+        let (mut fast, mut plain) = (Coalesce::new(first, line_log2), Coalesce::new(first, line_log2));
+        for (start, len, back_to_back) in ranges {
+            // Half of them start where the run ends, the case the fast path takes.
+            let start = if back_to_back { plain.finish().last().wrapping_add(1) } else { start };
+            let want = match Span::new(start, len) {
+                Err(e) => Err(e),
+                Ok(None) => Ok(None),
+                Ok(Some(s)) => Ok(plain.push(s)),
+            };
+            prop_assert_eq!(fast.push_range(start, len), want, "{:#x} + {:#x}", start, len);
+            prop_assert_eq!(fast, plain);
+        }
     }
 
     #[test]

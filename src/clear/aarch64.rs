@@ -194,38 +194,50 @@ unsafe fn sync_walks(clean: LineWalk, invalidate: LineWalk, ctr: CtrEl0) {
 
 /// # Safety
 /// Every byte of every span is mapped readable (the contract of `clear_cache_many`).
-pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(spans: I) -> Result<(), Error> {
+pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
-    with_ctr_el0(move |cached| unsafe { sync_batch(spans, cached) });
-    Ok(())
+    with_ctr_el0(move |cached| unsafe { sync_batch(batch, cached) })
 }
 
 /// Runs kept on the stack between the clean and the invalidate walks of a batch (no
 /// allocation); a batch that coalesces into more runs is coalesced again for the second walk.
 const KEPT_RUNS: usize = 16;
 
-/// A batch: its spans coalesced into runs (functions written back to back become one walk, a
-/// line two neighbours share is maintained once), then the sequence over the runs.
+/// A batch: its spans checked and coalesced into runs in one pass that touches nothing
+/// (functions written back to back become one walk, a line two neighbours share is maintained
+/// once), then the sequence over the runs.
 ///
 /// # Safety
 /// Every byte of every span is mapped readable.
 #[inline(always)]
-unsafe fn sync_batch<I: Iterator<Item = Span> + Clone>(spans: I, cached: CachedCtr) {
-    let mut rest = spans.clone();
-    let Some(first) = rest.next() else {
-        return;
+unsafe fn sync_batch<B: super::Batch>(batch: B, cached: CachedCtr) -> Result<(), Error> {
+    let mut rest = batch.clone();
+    let first = loop {
+        match rest.next() {
+            None => return Ok(()),
+            Some((start, len)) => match Span::new(start, len) {
+                Ok(None) => continue,
+                Ok(Some(first)) => break first,
+                Err(_) => return Err(super::wrapping_batch()),
+            },
+        }
     };
     // Runs are formed on the smaller line, so their lines are the spans' lines in both caches.
     let line_log2 = cached.min_line().trailing_zeros();
     let mut coalesce = plan::Coalesce::new(first, line_log2);
     let mut kept = [first; KEPT_RUNS];
     let mut n = 0;
-    for span in rest {
-        if let Some(run) = coalesce.push(span) {
+    for (start, len) in rest {
+        let ended = coalesce
+            .push_range(start, len)
+            .map_err(|_| super::wrapping_batch())?;
+        if let Some(run) = ended {
             if n == KEPT_RUNS - 1 {
+                // Too many runs to keep: check the rest, then coalesce again for each walk.
+                let spans = super::checked(batch)?;
                 // SAFETY: forwarded from the caller.
                 unsafe { sync(plan::runs(spans, line_log2), cached.ctr()) };
-                return;
+                return Ok(());
             }
             kept[n] = run;
             n += 1;
@@ -234,6 +246,7 @@ unsafe fn sync_batch<I: Iterator<Item = Span> + Clone>(spans: I, cached: CachedC
     kept[n] = coalesce.finish();
     // SAFETY: forwarded from the caller.
     unsafe { sync(kept[..=n].iter().copied(), cached.ctr()) };
+    Ok(())
 }
 
 pub fn cache_info() -> CacheInfo {

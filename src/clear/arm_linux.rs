@@ -19,9 +19,9 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
-pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(ranges: I) -> Result<(), Error> {
+pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
-    unsafe { super::each_range(ranges, clear_range) }
+    unsafe { super::each_range(batch, clear_range) }
 }
 
 pub fn cache_info() -> CacheInfo {

@@ -16,8 +16,8 @@ pub unsafe fn clear_range(_span: Span) -> Result<(), Error> {
 /// # Safety
 /// As for [`clear_range`], for every range.
 #[inline(always)]
-pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(_ranges: I) -> Result<(), Error> {
-    Ok(())
+pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
+    super::checked(batch).map(|_| ())
 }
 
 pub fn cache_info() -> CacheInfo {

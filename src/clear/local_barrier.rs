@@ -29,8 +29,8 @@ pub unsafe fn clear_range(_span: Span) -> Result<(), Error> {
 /// # Safety
 /// No range wraps, and every byte of every range is mapped readable (the contract of
 /// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
-pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(mut ranges: I) -> Result<(), Error> {
-    if ranges.next().is_some() {
+pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
+    if super::checked(batch)?.next().is_some() {
         local_barrier();
     }
     Ok(())

@@ -1,5 +1,10 @@
 //! `clear_cache` and `cache_info`: one selection, by architecture and OS. Every file here
-//! provides `clear_range`, `clear_ranges` and `cache_info`, with the same signatures.
+//! provides `clear_range`, `clear_ranges` and `cache_info`, with the same signatures; each
+//! `clear_ranges` returns `InvalidInput` for a batch with a wrapping range before it touches
+//! anything (most through `checked`; the AArch64 walk checks as it coalesces).
+
+use crate::plan::Span;
+use crate::{Error, ErrorKind};
 
 cfg_if::cfg_if! {
     // The OS before the architecture: on Windows and Apple the OS does the maintenance (and
@@ -36,6 +41,26 @@ cfg_if::cfg_if! {
     }
 }
 
+/// A batch as `clear_cache_many` and `clear_cache_slices` hand it to `clear_ranges`: its ranges
+/// in order, `(start, len)`, not yet checked (empty ones are skipped, a wrapping one refused).
+pub trait Batch: Iterator<Item = (usize, usize)> + Clone {}
+impl<I: Iterator<Item = (usize, usize)> + Clone> Batch for I {}
+
+/// The error of a batch with a range that wraps; nothing was touched.
+const fn wrapping_batch() -> Error {
+    Error::new(ErrorKind::InvalidInput, "clear_cache_many", 0)
+}
+
+/// The batch's spans once every range was checked, before anything is touched; or the error of
+/// a range that wraps.
+fn checked<B: Batch>(batch: B) -> Result<impl Iterator<Item = Span> + Clone, Error> {
+    let span = |(start, len)| Span::new(start, len);
+    if batch.clone().any(|r| span(r).is_err()) {
+        return Err(wrapping_batch());
+    }
+    Ok(batch.filter_map(move |r| span(r).ok().flatten()))
+}
+
 /// Calls `clear_range` once per span, stopping at the first error: for the platforms whose OS
 /// call walks exactly the range it is given (Windows, Apple, 32-bit Arm Linux).
 ///
@@ -47,11 +72,11 @@ cfg_if::cfg_if! {
     all(target_arch = "arm", any(target_os = "linux", target_os = "android"))
 ))]
 #[inline]
-unsafe fn each_range<I: Iterator<Item = crate::plan::Span>>(
-    spans: I,
-    clear_range: unsafe fn(crate::plan::Span) -> Result<(), crate::Error>,
-) -> Result<(), crate::Error> {
-    for span in spans {
+unsafe fn each_range<B: Batch>(
+    batch: B,
+    clear_range: unsafe fn(Span) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for span in checked(batch)? {
         // SAFETY: forwarded from the caller.
         unsafe { clear_range(span)? };
     }

@@ -67,8 +67,8 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
 ///
 /// # Safety
 /// Every byte of every span is mapped readable (the contract of `clear_cache_many`).
-pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(spans: I) -> Result<(), Error> {
-    match spans.reduce(Span::hull) {
+pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
+    match super::checked(batch)?.reduce(Span::hull) {
         None => Ok(()),
         // SAFETY: forwarded from `clear_cache_many`.
         Some(all) => unsafe { clear_range(all) },

@@ -13,8 +13,8 @@ pub unsafe fn clear_range(_span: Span) -> Result<(), Error> {
 
 /// # Safety
 /// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(mut ranges: I) -> Result<(), Error> {
-    if ranges.next().is_some() {
+pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
+    if super::checked(batch)?.next().is_some() {
         Err(Error::new(ErrorKind::Unsupported, "clear_cache_many", 0))
     } else {
         Ok(())

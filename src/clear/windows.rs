@@ -62,7 +62,7 @@ pub fn cache_info() -> CacheInfo {
 ///
 /// # Safety
 /// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<I: Iterator<Item = Span> + Clone>(ranges: I) -> Result<(), Error> {
+pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
     // SAFETY: forwarded from `clear_cache_many`.
-    unsafe { super::each_range(ranges, clear_range) }
+    unsafe { super::each_range(batch, clear_range) }
 }
