@@ -6,6 +6,7 @@ use crate::arch;
 use crate::plan;
 use crate::plan::{CachedCtr, CtrEl0, LineWalk, RangePlan, Span};
 use crate::{CacheInfo, Error, L1Icache, Maintenance};
+use core::mem::MaybeUninit;
 
 /// Bare metal: the code runs at EL1 or above, where the read never traps, and no OS migrates it
 /// between cores, so the running core's own value is read every time (cores of a big.LITTLE
@@ -225,7 +226,8 @@ unsafe fn sync_batch<B: super::Batch>(batch: B, cached: CachedCtr) -> Result<(),
     // Runs are formed on the smaller line, so their lines are the spans' lines in both caches.
     let line_log2 = cached.min_line().trailing_zeros();
     let mut coalesce = plan::Coalesce::new(first, line_log2);
-    let mut kept = [first; KEPT_RUNS];
+    // Left uninitialised: a batch of a few ranges should not pay for sixteen stores.
+    let mut kept = [const { MaybeUninit::<Span>::uninit() }; KEPT_RUNS];
     let mut n = 0;
     for (start, len) in rest {
         let ended = coalesce
@@ -239,13 +241,15 @@ unsafe fn sync_batch<B: super::Batch>(batch: B, cached: CachedCtr) -> Result<(),
                 unsafe { sync(plan::runs(spans, line_log2), cached.ctr()) };
                 return Ok(());
             }
-            kept[n] = run;
+            kept[n].write(run);
             n += 1;
         }
     }
-    kept[n] = coalesce.finish();
+    kept[n].write(coalesce.finish());
+    // SAFETY: `kept[..=n]` were all written just above.
+    let runs = kept[..=n].iter().map(|run| unsafe { run.assume_init() });
     // SAFETY: forwarded from the caller.
-    unsafe { sync(kept[..=n].iter().copied(), cached.ctr()) };
+    unsafe { sync(runs, cached.ctr()) };
     Ok(())
 }
 
