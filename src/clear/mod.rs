@@ -43,8 +43,42 @@ cfg_if::cfg_if! {
 
 /// A batch as `clear_cache_many` and `clear_cache_slices` hand it to `clear_ranges`: its ranges
 /// in order, `(start, len)`, not yet checked (empty ones are skipped, a wrapping one refused).
-pub trait Batch: Iterator<Item = (usize, usize)> + Clone {}
-impl<I: Iterator<Item = (usize, usize)> + Clone> Batch for I {}
+pub trait Batch: Iterator<Item = (usize, usize)> + Clone {
+    /// Whether a range may wrap around the address space, so that `checked` must look.
+    const MAY_WRAP: bool;
+}
+
+/// Ranges from raw pointers and lengths (`clear_cache_many`): any may wrap.
+#[derive(Clone)]
+pub struct Ranges<I>(pub I);
+
+/// Ranges of slices (`clear_cache_slices`): none wraps, since an allocation never does.
+#[derive(Clone)]
+pub struct Slices<I>(pub I);
+
+impl<I: Iterator<Item = (usize, usize)>> Iterator for Ranges<I> {
+    type Item = (usize, usize);
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        self.0.next()
+    }
+}
+
+impl<I: Iterator<Item = (usize, usize)>> Iterator for Slices<I> {
+    type Item = (usize, usize);
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        self.0.next()
+    }
+}
+
+impl<I: Iterator<Item = (usize, usize)> + Clone> Batch for Ranges<I> {
+    const MAY_WRAP: bool = true;
+}
+
+impl<I: Iterator<Item = (usize, usize)> + Clone> Batch for Slices<I> {
+    const MAY_WRAP: bool = false;
+}
 
 /// The error of a batch with a range that wraps; nothing was touched.
 const fn wrapping_batch() -> Error {
@@ -55,7 +89,7 @@ const fn wrapping_batch() -> Error {
 /// a range that wraps.
 fn checked<B: Batch>(batch: B) -> Result<impl Iterator<Item = Span> + Clone, Error> {
     let span = |(start, len)| Span::new(start, len);
-    if batch.clone().any(|r| span(r).is_err()) {
+    if B::MAY_WRAP && batch.clone().any(|r| span(r).is_err()) {
         return Err(wrapping_batch());
     }
     Ok(batch.filter_map(move |r| span(r).ok().flatten()))
