@@ -183,6 +183,23 @@ impl CachedCtr {
     pub const fn one_line(self, span: Span) -> bool {
         (span.start ^ span.last) < self.min_line()
     }
+
+    /// Whether the span lies in at most two lines of the smaller size: the line of its first
+    /// byte and the line of its last. Never for a value not read yet.
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0, Span};
+    /// let c = CachedCtr::new(CtrEl0(0x8444_c004)); // 64-byte lines
+    /// assert!(c.two_lines(Span::new(0x103c, 8).unwrap().unwrap()));
+    /// assert!(c.two_lines(Span::new(0x1000, 128).unwrap().unwrap()));
+    /// assert!(!c.two_lines(Span::new(0x103c, 69).unwrap().unwrap()));
+    /// ```
+    #[inline(always)]
+    pub const fn two_lines(self, span: Span) -> bool {
+        let line = self.min_line();
+        let first_line = span.start & !line.wrapping_sub(1);
+        span.last - first_line < 2 * line
+    }
 }
 
 /// A non-empty range of addresses that does not wrap around the address space: the only input

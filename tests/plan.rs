@@ -158,6 +158,13 @@ proptest! {
         let both_one = LineWalk::new(s, dline).count() == 1 && LineWalk::new(s, iline).count() == 1;
         prop_assert_eq!(cached.one_line(s), both_one);
         prop_assert!(!CachedCtr::NOT_READ.one_line(s));
+        // Two lines of the smaller size, exactly when the walk of that size says so.
+        let small = LineWalk::new(s, dline.min(iline)).count();
+        prop_assert_eq!(cached.two_lines(s), small <= 2);
+        prop_assert!(!CachedCtr::NOT_READ.two_lines(s));
+        if cached.two_lines(s) && !cached.one_line(s) && dline == iline {
+            prop_assert_eq!(LineWalk::new(s, dline).count(), 2);
+        }
     }
 
     #[test]

@@ -142,7 +142,12 @@ unsafe fn clear_lines(span: Span, cached: CachedCtr) {
 /// Every byte of the span is mapped readable.
 #[inline(always)]
 unsafe fn sync_span(span: Span, cached: CachedCtr) {
-    if cached.same_lines() {
+    if cached.same_lines() && cached.two_lines(span) {
+        // Not in one line (the caller took that path), so in exactly two, the same in both
+        // caches: the lines of its first and last byte, no walk.
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_two_lines(span.start(), span.last(), cached.ctr()) };
+    } else if cached.same_lines() {
         let walk = LineWalk::new(span, cached.ctr().dcache_line_log2());
         // SAFETY: forwarded from the caller.
         unsafe { sync_walks(walk, walk, cached.ctr()) };
@@ -150,6 +155,33 @@ unsafe fn sync_span(span: Span, cached: CachedCtr) {
         // SAFETY: forwarded from the caller.
         unsafe { sync_span_two_sizes(span, cached.ctr()) };
     }
+}
+
+/// The sequence for the two lines that hold `first` and `last` (a short stub or patch across a
+/// line boundary), with no walk.
+///
+/// # Safety
+/// Both lines are mapped readable.
+#[inline(always)]
+unsafe fn sync_two_lines(first: usize, last: usize, ctr: CtrEl0) {
+    if !ctr.idc() {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            arch::dc_cvau(first);
+            arch::dc_cvau(last);
+        }
+    }
+    // Always: it also orders the stores of the code before the invalidations.
+    arch::dsb_ish();
+    if !ctr.dic() {
+        // SAFETY: as above.
+        unsafe {
+            arch::ic_ivau(first);
+            arch::ic_ivau(last);
+        }
+        arch::dsb_ish();
+    }
+    arch::isb();
 }
 
 /// Cores whose D- and I-lines differ: out of line, so that the common case above is not made
