@@ -291,6 +291,10 @@ pub fn clear_cache_slice(code: &[u8]) -> Result<(), Error> {
 /// range is cleaned, then one `dsb ish`, every I-line invalidated, one `dsb ish`, one `isb`;
 /// on Linux RISC-V one `fence.i` or one system call covers the batch. Allocates nothing.
 ///
+/// On AArch64, ranges that follow each other in memory (functions written back to back into a
+/// code buffer) are walked as one, and a line two neighbouring ranges share is maintained once:
+/// pass the ranges in address order where you can.
+///
 /// Empty ranges are skipped. If any range wraps, nothing is touched and
 /// [`ErrorKind::InvalidInput`] is returned.
 ///
