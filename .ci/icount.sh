@@ -2,7 +2,8 @@
 # Exact instruction accounting: runs examples/probe.rs under qemu-user with the counting plugin
 # (tests/qemu-plugin/icount.c) on three AArch64 CPU models (32-, 64- and 256-byte lines) and on
 # RISC-V, and checks that every call executes exactly the cache maintenance, barriers and system
-# calls the architecture requires: one `dc cvau` and one `ic ivau` per line, 2 `dsb ish` and
+# calls the architecture requires: one `dc cvau` (none where CTR_EL0.IDC is set: neoverse-n2,
+# on the QEMU 10 of .ci/qemu10.sh) and one `ic ivau` per line, 2 `dsb ish` and
 # 1 `isb` per call or batch, no CTR_EL0 read after the first; on RISC-V one `ecall` per call
 # where the kernel refuses the fence.i prctl (Debian's qemu-user) and one `fence.i` and no
 # `ecall` where it accepts it (the QEMU 10 of .ci/qemu10.sh).
