@@ -48,6 +48,7 @@ have jq || need+=(jq)
 have file || need+=(file)
 have gpgv || need+=(gpgv)
 have xz || need+=(xz-utils)
+have zstd || need+=(zstd) # some arm64 images are zstd-compressed EFI zboot payloads
 have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu)
 have riscv64-linux-gnu-gcc || need+=(gcc-riscv64-linux-gnu)
 [ -e /usr/aarch64-linux-gnu/lib/libc.a ] || need+=(libc6-dev-arm64-cross)
