@@ -131,8 +131,8 @@ mutant() { # name target cpu file sed-expr class
 if want mutants; then
   t=$SECONDS
   echo "== coherence: mutants of the crate"
-  # The edits reach every path (one line, one span, a batch): the instructions in arch/, or
-  # every barrier of a kind in src/clear/aarch64.rs.
+  # The edits reach every path (one line, two lines, a walk, a batch): the instructions in
+  # arch/, or the barriers of the one `sequence` in src/clear/aarch64.rs.
   mutant ic-stride-64 aarch64-unknown-linux-gnu max arch/aarch64.rs \
     's/^    unsafe { walk_lines!("ic ivau", first, more, line_log2) }$/    unsafe { walk_lines!("ic ivau", first \& !63, ((first + (more << line_log2) + (1 << line_log2) - 1) >> 6) - (first >> 6), 6) }/' \
     no-invalidate

@@ -312,7 +312,7 @@ pub unsafe fn clear_cache_many(ranges: &[(*const c_void, usize)]) -> Result<(), 
     // Checked by the platform's code, which refuses a wrapping range before touching anything.
     let batch = ranges.iter().map(|&(ptr, len)| (ptr as usize, len));
     // SAFETY: the caller guarantees every range is mapped and readable.
-    unsafe { clear::clear_ranges(clear::Ranges(batch)) }
+    unsafe { clear::clear_ranges(clear::Ranges::<_, true>(batch)) }
 }
 
 /// [`clear_cache_many`] for byte slices. Safe: slices are always mapped and readable.
@@ -328,7 +328,7 @@ pub fn clear_cache_slices(code: &[&[u8]]) -> Result<(), Error> {
     // Slices never wrap (an allocation stays below `isize::MAX` bytes): only empty ones drop out.
     let batch = code.iter().map(|s| (s.as_ptr() as usize, s.len()));
     // SAFETY: a slice's bytes are mapped and readable for its lifetime.
-    unsafe { clear::clear_ranges(clear::Slices(batch)) }
+    unsafe { clear::clear_ranges(clear::Ranges::<_, false>(batch)) }
 }
 
 /// Makes every other thread of the process discard instructions it has already fetched, so

@@ -36,9 +36,16 @@ fn cached_ctr() -> CachedCtr {
 /// its middle would give it one).
 #[inline(always)]
 fn with_ctr_el0<R>(f: impl FnOnce(CachedCtr) -> R) -> R {
-    match cached_ctr() {
-        c if c.is_read() => f(c),
-        _ => read_ctr_el0(f),
+    with_read(cached_ctr(), f)
+}
+
+/// [`with_ctr_el0`] for a value the caller already loaded.
+#[inline(always)]
+fn with_read<R>(cached: CachedCtr, f: impl FnOnce(CachedCtr) -> R) -> R {
+    if cached.is_read() {
+        f(cached)
+    } else {
+        read_ctr_el0(f)
     }
 }
 
@@ -51,36 +58,45 @@ fn read_ctr_el0<R>(f: impl FnOnce(CachedCtr) -> R) -> R {
     f(cached)
 }
 
-/// The whole Arm ARM sequence for a set of spans, barriers once.
+/// The Arm ARM sequence around its two walks, the one shape every path here has: `clean` the
+/// D-lines (unless IDC), `dsb ish`, `invalidate` the I-lines and `dsb ish` (unless DIC), `isb`.
+#[inline(always)]
+fn sequence(ctr: CtrEl0, clean: impl FnOnce(), invalidate: impl FnOnce()) {
+    if !ctr.idc() {
+        clean();
+    }
+    // Always: it also orders the stores of the code before the invalidations.
+    arch::dsb_ish();
+    if !ctr.dic() {
+        invalidate();
+        arch::dsb_ish();
+    }
+    arch::isb();
+}
+
+/// The sequence for a set of runs, barriers once.
 ///
 /// # Safety
 /// Every byte of every span is mapped readable.
 #[inline(always)]
 unsafe fn sync<I: Iterator<Item = Span> + Clone>(spans: I, ctr: CtrEl0) {
     let plans = spans.map(move |span| RangePlan::new(span, ctr));
-    let mut any = false;
-    for p in plans.clone() {
-        any = true;
-        if let Some(w) = p.clean {
-            // SAFETY: the caller guarantees the lines are mapped.
-            unsafe { arch::dc_cvau_lines(w.first(), w.more(), w.line_log2()) };
-        }
-    }
-    if !any {
-        return;
-    }
-    // Always: it also orders the stores of the code before the invalidations.
-    arch::dsb_ish();
-    if !ctr.dic() {
-        for p in plans {
-            if let Some(w) = p.invalidate {
+    let walks = plans.clone();
+    sequence(
+        ctr,
+        || {
+            for w in walks.filter_map(|p| p.clean) {
+                // SAFETY: the caller guarantees the lines are mapped.
+                unsafe { arch::dc_cvau_lines(w.first(), w.more(), w.line_log2()) };
+            }
+        },
+        || {
+            for w in plans.filter_map(|p| p.invalidate) {
                 // SAFETY: as above.
                 unsafe { arch::ic_ivau_lines(w.first(), w.more(), w.line_log2()) };
             }
-        }
-        arch::dsb_ish();
-    }
-    arch::isb();
+        },
+    );
 }
 
 /// The sequence for a span inside one line of each cache (a patched instruction, a stub): one
@@ -90,18 +106,13 @@ unsafe fn sync<I: Iterator<Item = Span> + Clone>(spans: I, ctr: CtrEl0) {
 /// The line that holds `addr` is mapped readable.
 #[inline(always)]
 unsafe fn sync_one_line(addr: usize, ctr: CtrEl0) {
-    if !ctr.idc() {
+    sequence(
+        ctr,
         // SAFETY: forwarded from the caller.
-        unsafe { arch::dc_cvau(addr) };
-    }
-    // Always: it also orders the stores of the code before the invalidation.
-    arch::dsb_ish();
-    if !ctr.dic() {
-        // SAFETY: as above.
-        unsafe { arch::ic_ivau(addr) };
-        arch::dsb_ish();
-    }
-    arch::isb();
+        || unsafe { arch::dc_cvau(addr) },
+        // SAFETY: forwarded from the caller.
+        || unsafe { arch::ic_ivau(addr) },
+    );
 }
 
 /// # Safety
@@ -126,13 +137,8 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
 /// Every byte of the span is mapped readable.
 #[inline(never)]
 unsafe fn clear_lines(span: Span, cached: CachedCtr) {
-    if cached.is_read() {
-        // SAFETY: forwarded from `clear_range`.
-        unsafe { sync_span(span, cached) };
-    } else {
-        // SAFETY: as above.
-        read_ctr_el0(move |cached| unsafe { sync_span(span, cached) });
-    }
+    // SAFETY: forwarded from `clear_range`.
+    with_read(cached, move |cached| unsafe { sync_span(span, cached) });
 }
 
 /// The Arm ARM sequence for one span. Where the D- and I-lines have the same size (most cores)
@@ -142,18 +148,18 @@ unsafe fn clear_lines(span: Span, cached: CachedCtr) {
 /// Every byte of the span is mapped readable.
 #[inline(always)]
 unsafe fn sync_span(span: Span, cached: CachedCtr) {
-    if cached.same_lines() && cached.two_lines(span) {
+    if !cached.same_lines() {
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_span_two_sizes(span, cached.ctr()) };
+    } else if cached.two_lines(span) {
         // Not in one line (the caller took that path), so in exactly two, the same in both
         // caches: the lines of its first and last byte, no walk.
         // SAFETY: forwarded from the caller.
         unsafe { sync_two_lines(span.start(), span.last(), cached.ctr()) };
-    } else if cached.same_lines() {
+    } else {
         let walk = LineWalk::new(span, cached.ctr().dcache_line_log2());
         // SAFETY: forwarded from the caller.
         unsafe { sync_walks(walk, walk, cached.ctr()) };
-    } else {
-        // SAFETY: forwarded from the caller.
-        unsafe { sync_span_two_sizes(span, cached.ctr()) };
     }
 }
 
@@ -164,24 +170,19 @@ unsafe fn sync_span(span: Span, cached: CachedCtr) {
 /// Both lines are mapped readable.
 #[inline(always)]
 unsafe fn sync_two_lines(first: usize, last: usize, ctr: CtrEl0) {
-    if !ctr.idc() {
+    sequence(
+        ctr,
         // SAFETY: forwarded from the caller.
-        unsafe {
+        || unsafe {
             arch::dc_cvau(first);
             arch::dc_cvau(last);
-        }
-    }
-    // Always: it also orders the stores of the code before the invalidations.
-    arch::dsb_ish();
-    if !ctr.dic() {
-        // SAFETY: as above.
-        unsafe {
+        },
+        // SAFETY: forwarded from the caller.
+        || unsafe {
             arch::ic_ivau(first);
             arch::ic_ivau(last);
-        }
-        arch::dsb_ish();
-    }
-    arch::isb();
+        },
+    );
 }
 
 /// Cores whose D- and I-lines differ: out of line, so that the common case above is not made
@@ -198,31 +199,25 @@ unsafe fn sync_span_two_sizes(span: Span, ctr: CtrEl0) {
     unsafe { sync_walks(clean, invalidate, ctr) };
 }
 
-/// Clean the D-lines of `clean` (unless IDC), `dsb ish`, invalidate the I-lines of
-/// `invalidate` (unless DIC), `dsb ish`, `isb`.
+/// The sequence over the lines of `clean` and of `invalidate`.
 ///
 /// # Safety
 /// Every line of both walks is mapped readable.
 #[inline(always)]
 unsafe fn sync_walks(clean: LineWalk, invalidate: LineWalk, ctr: CtrEl0) {
-    if !ctr.idc() {
-        // SAFETY: the caller guarantees the lines are mapped.
-        unsafe { arch::dc_cvau_lines(clean.first(), clean.more(), clean.line_log2()) };
-    }
-    // Always: it also orders the stores of the code before the invalidations.
-    arch::dsb_ish();
-    if !ctr.dic() {
-        // SAFETY: as above.
-        unsafe {
+    sequence(
+        ctr,
+        // SAFETY: forwarded from the caller.
+        || unsafe { arch::dc_cvau_lines(clean.first(), clean.more(), clean.line_log2()) },
+        // SAFETY: forwarded from the caller.
+        || unsafe {
             arch::ic_ivau_lines(
                 invalidate.first(),
                 invalidate.more(),
                 invalidate.line_log2(),
             )
-        };
-        arch::dsb_ish();
-    }
-    arch::isb();
+        },
+    );
 }
 
 /// # Safety

@@ -41,12 +41,3 @@ pub fn cache_info() -> CacheInfo {
         l1_icache: None,
     }
 }
-
-/// One `sys_icache_invalidate` per range: libSystem walks only what it is given.
-///
-/// # Safety
-/// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
-    // SAFETY: forwarded from `clear_cache_many`.
-    unsafe { super::each_range(batch, clear_range) }
-}

@@ -14,16 +14,6 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
         .map_err(|e| Error::new(ErrorKind::Os, "cacheflush", e))
 }
 
-/// One `cacheflush` per range: the kernel walks only the range it is given.
-///
-/// # Safety
-/// No range wraps, and every byte of every range is mapped readable (the contract of
-/// `clear_cache` and `clear_cache_many`, checked or forwarded by their callers).
-pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
-    // SAFETY: forwarded from `clear_cache_many`.
-    unsafe { super::each_range(batch, clear_range) }
-}
-
 pub fn cache_info() -> CacheInfo {
     CacheInfo {
         maintenance: Maintenance::SystemCall,

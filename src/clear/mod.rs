@@ -1,7 +1,8 @@
 //! `clear_cache` and `cache_info`: one selection, by architecture and OS. Every file here
-//! provides `clear_range`, `clear_ranges` and `cache_info`, with the same signatures; each
-//! `clear_ranges` returns `InvalidInput` for a batch with a wrapping range before it touches
-//! anything (most through `checked`; the AArch64 walk checks as it coalesces).
+//! provides `clear_range` and `cache_info`, and `clear_ranges` unless the OS call walks exactly
+//! the range it is given (then `clear_ranges` below calls `clear_range` per span), all with the
+//! same signatures. Each `clear_ranges` returns `InvalidInput` for a batch with a wrapping range
+//! before it touches anything (most through `checked`; the AArch64 walk checks as it coalesces).
 
 use crate::plan::Span;
 use crate::{Error, ErrorKind};
@@ -11,10 +12,10 @@ cfg_if::cfg_if! {
     // `CTR_EL0` is never read), whatever the core.
     if #[cfg(windows)] {
         mod windows;
-        pub use windows::{cache_info, clear_range, clear_ranges};
+        pub use windows::{cache_info, clear_range};
     } else if #[cfg(target_vendor = "apple")] {
         mod apple;
-        pub use apple::{cache_info, clear_range, clear_ranges};
+        pub use apple::{cache_info, clear_range};
     } else if #[cfg(all(
         target_arch = "aarch64",
         any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "none")
@@ -28,7 +29,7 @@ cfg_if::cfg_if! {
         pub use riscv_linux::user_fence_i;
     } else if #[cfg(all(target_arch = "arm", any(target_os = "linux", target_os = "android")))] {
         mod arm_linux;
-        pub use arm_linux::{cache_info, clear_range, clear_ranges};
+        pub use arm_linux::{cache_info, clear_range};
     } else if #[cfg(any(all(target_arch = "riscv64", target_os = "none"), target_arch = "loongarch64"))] {
         mod local_barrier;
         pub use local_barrier::{cache_info, clear_range, clear_ranges};
@@ -48,15 +49,13 @@ pub trait Batch: Iterator<Item = (usize, usize)> + Clone {
     const MAY_WRAP: bool;
 }
 
-/// Ranges from raw pointers and lengths (`clear_cache_many`): any may wrap.
+/// The ranges of a batch, and whether one may wrap: `true` for raw pointers and lengths
+/// (`clear_cache_many`), `false` for slices (`clear_cache_slices`), since an allocation never
+/// wraps.
 #[derive(Clone)]
-pub struct Ranges<I>(pub I);
+pub struct Ranges<I, const MAY_WRAP: bool>(pub I);
 
-/// Ranges of slices (`clear_cache_slices`): none wraps, since an allocation never does.
-#[derive(Clone)]
-pub struct Slices<I>(pub I);
-
-impl<I: Iterator<Item = (usize, usize)>> Iterator for Ranges<I> {
+impl<I: Iterator<Item = (usize, usize)>, const MAY_WRAP: bool> Iterator for Ranges<I, MAY_WRAP> {
     type Item = (usize, usize);
     #[inline(always)]
     fn next(&mut self) -> Option<(usize, usize)> {
@@ -64,20 +63,8 @@ impl<I: Iterator<Item = (usize, usize)>> Iterator for Ranges<I> {
     }
 }
 
-impl<I: Iterator<Item = (usize, usize)>> Iterator for Slices<I> {
-    type Item = (usize, usize);
-    #[inline(always)]
-    fn next(&mut self) -> Option<(usize, usize)> {
-        self.0.next()
-    }
-}
-
-impl<I: Iterator<Item = (usize, usize)> + Clone> Batch for Ranges<I> {
-    const MAY_WRAP: bool = true;
-}
-
-impl<I: Iterator<Item = (usize, usize)> + Clone> Batch for Slices<I> {
-    const MAY_WRAP: bool = false;
+impl<I: Iterator<Item = (usize, usize)> + Clone, const W: bool> Batch for Ranges<I, W> {
+    const MAY_WRAP: bool = W;
 }
 
 /// The error of a batch with a range that wraps; nothing was touched.
@@ -95,21 +82,17 @@ fn checked<B: Batch>(batch: B) -> Result<impl Iterator<Item = Span> + Clone, Err
     Ok(batch.filter_map(move |r| span(r).ok().flatten()))
 }
 
-/// Calls `clear_range` once per span, stopping at the first error: for the platforms whose OS
-/// call walks exactly the range it is given (Windows, Apple, 32-bit Arm Linux).
+/// A batch where the OS call walks exactly the range it is given (Windows, Apple, 32-bit Arm
+/// Linux): one `clear_range` per span, stopping at the first error.
 ///
 /// # Safety
-/// As for `clear_range`, for every span.
+/// Every byte of every range is mapped readable (the contract of `clear_cache_many`).
 #[cfg(any(
     windows,
     target_vendor = "apple",
     all(target_arch = "arm", any(target_os = "linux", target_os = "android"))
 ))]
-#[inline]
-unsafe fn each_range<B: Batch>(
-    batch: B,
-    clear_range: unsafe fn(Span) -> Result<(), Error>,
-) -> Result<(), Error> {
+pub unsafe fn clear_ranges<B: Batch>(batch: B) -> Result<(), Error> {
     for span in checked(batch)? {
         // SAFETY: forwarded from the caller.
         unsafe { clear_range(span)? };

@@ -57,12 +57,3 @@ pub fn cache_info() -> CacheInfo {
         l1_icache: None,
     }
 }
-
-/// One `FlushInstructionCache` per range: the kernel flushes only what it is given.
-///
-/// # Safety
-/// As for [`clear_range`], for every range.
-pub unsafe fn clear_ranges<B: super::Batch>(batch: B) -> Result<(), Error> {
-    // SAFETY: forwarded from `clear_cache_many`.
-    unsafe { super::each_range(batch, clear_range) }
-}
