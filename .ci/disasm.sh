@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Machine-code checks on what the crate compiles to in a user's crate (.ci/disasm_wrappers.rs):
+# Machine-code checks on what the crate compiles to in a user's crate (benches/src/disasm.rs):
 # (a) AArch64 `clear_cache`: on every path, a loop of `dc cvau`, `dsb ish`, a loop of `ic ivau`,
 #     `dsb ish`, `isb` (or the subsets CTR_EL0.IDC/DIC allow), and CTR_EL0 read only in the cold
 #     function; (b) x86-64: an ignored `clear_cache` is a bare `ret`. The checks live in
@@ -14,17 +14,21 @@ cd "$(dirname "$0")/.."
 out=target/disasm
 mkdir -p "$out"
 
-# Builds the release rlib for $1 and compiles the wrappers against it into $out/wrappers-$1.o
-# (one codegen unit: one object to read). Prints the rlib's path.
+# Compiles the wrappers (the library of the benches member, without the peers) in release for
+# $1 into $out/wrappers-$1.o (one codegen unit: one object to read) and prints the path of the
+# icache rlib they were linked against, from Cargo's JSON messages.
 build() {
-  local target=$1 rlib
-  echo "== disasm: building icache (release) for $target" >&2
-  rlib=$(.ci/icache-rlib.sh "$target")
-  rustc --edition 2021 --crate-type rlib --crate-name icache_disasm -C opt-level=3 \
-    -C codegen-units=1 --target "$target" \
-    --extern icache="$rlib" -L dependency="$(dirname "$rlib")/deps" \
-    --emit obj="$out/wrappers-$target.o" .ci/disasm_wrappers.rs
-  echo "$rlib"
+  local target=$1
+  echo "== disasm: building icache and the wrappers (release) for $target" >&2
+  cargo rustc --quiet --release -p icache-benches --lib --target "$target" \
+    --message-format=json-render-diagnostics -- \
+    -C codegen-units=1 --emit obj="$out/wrappers-$target.o" |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "icache":
+        print(next(f for f in m["filenames"] if f.endswith(".rlib")))'
 }
 aarch64_rlib=$(build aarch64-unknown-linux-gnu)
 build x86_64-unknown-linux-gnu >/dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Exact instruction accounting for `.ci/icount.sh`.
 
-Runs `examples/probe.rs` under qemu-user with the counting plugin
+Runs `benches/src/bin/probe.rs` under qemu-user with the counting plugin
 (`tests/qemu-plugin/icount.c`) twice per configuration, with 1 and 65 repetitions, and takes
 per-call counts as (count at 65 - count at 1) / 64: start-up and one-time costs cancel. The
 expected counts are derived here from the CPU model's line sizes, independently of the crate.
@@ -9,29 +9,24 @@ expected counts are derived here from the CPU model's line sizes, independently 
 
 import argparse
 import concurrent.futures
-import os
 import re
 import subprocess
 import sys
-
-from checklog import Report
 import tempfile
 
+from checklog import Report
+from qemucount import DELTA, IDC_CPUS, RV_PRCTL, Qemu, build_plugins, selftest
+
 # qemu-user 7.2 CPU models and their smallest D- and I-cache lines in bytes, from the CTR_EL0
-# values the models report (0x80038003, 0x84448004, 0x86668006).
+# values the models report (0x80038003, 0x84448004, 0x86668006); neoverse-n2 (CTR_EL0.IDC = 1,
+# so no clean is needed and none may be issued) runs on QEMU 10.
 AARCH64_CPUS = [("max", 32, 32), ("cortex-a53", 64, 64), ("a64fx", 256, 256),
                 ("neoverse-n2", 64, 64)]
-# CTR_EL0.IDC = 1 under QEMU 10: no clean is needed, and none may be issued. Debian's qemu-user
-# (7.2) has no such model, so these run on the QEMU 10 of .ci/qemu10.sh.
-IDC_CPUS = {"neoverse-n2"}
 LENS = [1, 4, 31, 32, 33, 64, 100, 4096, 65536]
 OFFSETS = [0, 1, 31, 63, 255]
 # Extra lengths, at offset 0 only, for the cost table.
 TABLE_LENS = [64, 256, 1024, 4096, 16384, 65536]
 NRANGES = 4
-# Same number of digits, so that parsing the argument costs the same in both runs.
-REPS = ("01", "65")
-DELTA = 64
 
 AARCH64_CLASSES = ["dc_cvau", "dc_civac", "ic_ivau", "dsb_any", "dsb_ish", "isb",
                    "mrs_ctr_el0", "svc"]
@@ -43,54 +38,6 @@ def lines(offset, length, line):
     if length == 0:
         return 0
     return (offset + length - 1) // line - offset // line + 1
-
-
-# The RISC-V model whose kernel accepts the fence.i prctl: the QEMU 10 built by .ci/qemu10.sh,
-# whose linux-user answers it (.ci/qemu-patches/); Debian's qemu-user refuses it.
-RV_PRCTL = "rv64-prctl"
-
-
-class Runner:
-    def __init__(self, plugin, probes, tmp, qemu10=None, plugin10=None):
-        self.plugin = plugin
-        self.plugin10 = plugin10
-        self.probes = probes
-        self.tmp = tmp
-        self.qemu10 = qemu10
-
-    def run(self, arch, cpu, args):
-        """One qemu run: (counts dict, probe stdout)."""
-        fd, out = tempfile.mkstemp(dir=self.tmp, suffix=".txt")
-        os.close(fd)
-        qemu, plugin = f"qemu-{arch}", self.plugin
-        if cpu == RV_PRCTL:
-            qemu, cpu, plugin = f"{self.qemu10}/bin/qemu-{arch}", None, self.plugin10
-        elif cpu in IDC_CPUS:
-            qemu, plugin = f"{self.qemu10}/bin/qemu-{arch}", self.plugin10
-        cmd = [qemu, "-L", f"/usr/{arch}-linux-gnu"]
-        if cpu:
-            cmd += ["-cpu", cpu]
-        cmd += ["-plugin", f"{plugin},outfile={out}", self.probes[arch]] + list(args)
-        env = {k: v for k, v in os.environ.items() if k != "QEMU_CPU"}
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-        if p.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr.strip()}")
-        counts = {}
-        with open(out) as f:
-            for line in f:
-                name, value = line.split()
-                counts[name] = int(value)
-        os.unlink(out)
-        return counts, p.stdout
-
-    def per_call(self, arch, cpu, op, length, offset, extra=()):
-        """Per-call counts as (quotient, remainder) by DELTA, both runs' whole-process counts,
-        and the probe's stdout."""
-        a, _ = self.run(arch, cpu, [op, str(length), str(offset), REPS[0], *extra])
-        b, stdout = self.run(arch, cpu, [op, str(length), str(offset), REPS[1], *extra])
-        per = {k: divmod(b[k] - a[k], DELTA) for k in b}
-        return per, a, b, stdout
-
 
 
 def describe(per, want, classes):
@@ -111,44 +58,35 @@ def describe(per, want, classes):
     return ok, " ".join(parts) + f" | total {total}/call"
 
 
-def selftest(report, runner_plugin, arch, binary, want, qemu=None, label=""):
-    cmd = [qemu or f"qemu-{arch}", "-plugin", f"{runner_plugin},outfile=/dev/stdout", binary]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    got = dict((n, int(v)) for n, v in (l.split() for l in p.stdout.splitlines()))
-    bad = [f"{k}={got.get(k)}(want {v})" for k, v in want.items() if got.get(k) != v]
-    report.check(p.returncode == 0 and not bad,
-                 f"plugin self-test {arch}{label}: " + (" ".join(bad) if bad else
-                                                  " ".join(f"{k}={v}" for k, v in want.items())))
-
-
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--plugin", required=True)
+    ap.add_argument("--out", required=True, help="where to build the plugins")
     ap.add_argument("--probe-aarch64", required=True)
     ap.add_argument("--probe-riscv64", required=True)
     ap.add_argument("--selftest-aarch64", required=True)
     ap.add_argument("--selftest-riscv64", required=True)
-    ap.add_argument("--qemu10", required=True,
-                    help="prefix of the QEMU 10 that accepts the RISC-V fence.i prctl")
-    ap.add_argument("--plugin10", required=True, help="the counter built for that QEMU")
     ap.add_argument("--jobs", type=int, default=2)
     opt = ap.parse_args()
     report = Report("icount")
+    try:
+        plugin, qemu10, plugin10 = build_plugins(opt.out)
+    except subprocess.CalledProcessError as e:
+        report.check(False, f"building the plugins or QEMU 10: {e}")
+        return report.finish()
 
     # The counter itself first: hand-written programs with known counts.
-    selftest(report, opt.plugin, "aarch64", opt.selftest_aarch64,
+    selftest(report, plugin, "aarch64", opt.selftest_aarch64,
              {"total": 23, "dc_cvau": 3, "dc_civac": 1, "ic_ivau": 3, "dsb_any": 2,
               "dsb_ish": 1, "isb": 1, "mrs_ctr_el0": 1, "svc": 1})
-    selftest(report, opt.plugin, "riscv64", opt.selftest_riscv64,
+    selftest(report, plugin, "riscv64", opt.selftest_riscv64,
              {"total": 11, "fence_i": 2, "ecall": 1})
-    selftest(report, opt.plugin10, "riscv64", opt.selftest_riscv64,
-             {"total": 11, "fence_i": 2, "ecall": 1}, f"{opt.qemu10}/bin/qemu-riscv64",
+    selftest(report, plugin10, "riscv64", opt.selftest_riscv64,
+             {"total": 11, "fence_i": 2, "ecall": 1}, f"{qemu10}/bin/qemu-riscv64",
              " (QEMU 10 build)")
 
     with tempfile.TemporaryDirectory(prefix="icount-") as tmp:
-        runner = Runner(opt.plugin,
-                        {"aarch64": opt.probe_aarch64, "riscv64": opt.probe_riscv64}, tmp,
-                        opt.qemu10, opt.plugin10)
+        runner = Qemu(plugin, {"aarch64": opt.probe_aarch64, "riscv64": opt.probe_riscv64},
+                      tmp, qemu10, plugin10, timeout=120)
         jobs = []  # (label, arch, cpu, op, len, offset, extra, expected-fn)
         configs = [(l, o) for l in LENS for o in OFFSETS]
         configs += [(l, 0) for l in TABLE_LENS if (l, 0) not in configs]
@@ -199,7 +137,8 @@ def main():
         def measure(job):
             label, arch, cpu, op, length, offset, extra, want = job
             try:
-                return runner.per_call(arch, cpu, op, length, offset, extra)
+                return runner.per_call(arch, cpu, [op, str(length), str(offset), "{reps}",
+                                                   *extra])
             except Exception as e:  # reported as a failed check, not a crash
                 return e
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exact instruction accounting: runs examples/probe.rs under qemu-user with the counting plugin
+# Exact instruction accounting: runs benches/src/bin/probe.rs under qemu-user with the counting plugin
 # (tests/qemu-plugin/icount.c) on three AArch64 CPU models (32-, 64- and 256-byte lines) and on
 # RISC-V, and checks that every call executes exactly the cache maintenance, barriers and system
 # calls the architecture requires: one `dc cvau` (none where CTR_EL0.IDC is set: neoverse-n2,
@@ -7,7 +7,7 @@
 # 1 `isb` per call or batch, no CTR_EL0 read after the first; on RISC-V one `ecall` per call
 # where the kernel refuses the fence.i prctl (Debian's qemu-user) and one `fence.i` and no
 # `ecall` where it accepts it (the QEMU 10 of .ci/qemu10.sh).
-# The checks live in .ci/icount.py. Ends with "icount: N passed, M failed".
+# The checks live in .ci/icount.py, the qemu runner in .ci/qemucount.py. Ends with "icount: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,9 +17,6 @@ cd "$(dirname "$0")/.."
 
 out=target/icount
 mkdir -p "$out"
-
-echo "== icount: building the plugin"
-gcc -O2 -Wall -Wextra -Werror -shared -fPIC -o "$out/icount.so" tests/qemu-plugin/icount.c
 
 echo "== icount: assembling the plugin's self-test programs"
 cat >"$out/selftest-aarch64.s" <<'ASM'
@@ -58,33 +55,21 @@ aarch64-linux-gnu-ld -static "$out/selftest-aarch64.o" -o "$out/selftest-aarch64
 riscv64-linux-gnu-as -march=rv64g "$out/selftest-riscv64.s" -o "$out/selftest-riscv64.o"
 riscv64-linux-gnu-ld -static "$out/selftest-riscv64.o" -o "$out/selftest-riscv64"
 
-# The probe is compiled with rustc against the release rlib rather than with
-# `cargo build --example`, which would also build every dev-dependency (criterion, proptest)
-# for each cross target: minutes of CPU for nothing the probe uses. Same optimisation level.
-build_probe() {
-  local target=$1 linker=$2 rlib
-  echo "== icount: building icache (release) and the probe for $target"
-  rlib=$(.ci/icache-rlib.sh "$target")
-  rustc --edition 2021 --crate-type bin --crate-name probe -C opt-level=3 \
-    --target "$target" -C linker="$linker" \
-    --extern icache="$rlib" -L dependency="$(dirname "$rlib")/deps" \
-    examples/probe.rs -o "$out/probe-$target"
-}
-build_probe aarch64-unknown-linux-gnu aarch64-linux-gnu-gcc
-build_probe riscv64gc-unknown-linux-gnu riscv64-linux-gnu-gcc
+# The probe is a binary of the benches member; without its `peers` feature it depends on icache
+# alone, so no peer or dev-dependency is built for the cross targets.
+for target in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
+  echo "== icount: building icache and the probe (release) for $target"
+  cargo build --quiet --release -p icache-benches --bin probe --target "$target"
+done
 
 echo "== icount: measuring (2 runs per configuration)"
 start=$SECONDS
 status=0
-# RISC-V with the fence.i prctl accepted runs on the QEMU 10 the coherence stage also uses,
-# with the same counter built against that QEMU's header.
-qemu10=$(bash .ci/qemu10.sh) || { echo "icount: QEMU 10 build failed"; echo "icount: 0 passed, 1 failed"; exit 1; }
-# shellcheck disable=SC2046 # pkg-config prints several flags
-gcc -O2 -Wall -Wextra -Werror -shared -fPIC -DICOUNT_QEMU_HEADER -I"$qemu10/include" \
-  $(pkg-config --cflags glib-2.0) -o "$out/icount10.so" tests/qemu-plugin/icount.c
-python3 .ci/icount.py --plugin "$out/icount.so" --qemu10 "$qemu10" --plugin10 "$out/icount10.so" \
-  --probe-aarch64 "$out/probe-aarch64-unknown-linux-gnu" \
-  --probe-riscv64 "$out/probe-riscv64gc-unknown-linux-gnu" \
+# The plugin, and QEMU 10 with the plugin built against it (neoverse-n2, RISC-V with the fence.i
+# prctl accepted), are built by .ci/icount.py (.ci/qemucount.py).
+python3 .ci/icount.py --out "$out" \
+  --probe-aarch64 target/aarch64-unknown-linux-gnu/release/probe \
+  --probe-riscv64 target/riscv64gc-unknown-linux-gnu/release/probe \
   --selftest-aarch64 "$out/selftest-aarch64" --selftest-riscv64 "$out/selftest-riscv64" ||
   status=$?
 echo "== icount: measured in $((SECONDS - start)) s"

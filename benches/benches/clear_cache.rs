@@ -1,5 +1,6 @@
 //! Host timings of `icache` and of its peers, side by side (BENCHMARKS.md; `.ci/bench.sh`
-//! regenerates it). Run alone: `cargo bench --bench clear_cache -- --noplot`.
+//! regenerates it). Run alone: `cargo bench -p icache-benches --features peers
+//! --ignore-rust-version --bench clear_cache -- --noplot`.
 //!
 //! Groups:
 //! * `clear_cache/<impl>/<bytes>`: one range, 64 B to 1 MiB;
@@ -16,7 +17,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 
-mod peers;
+use icache_benches::peers;
 
 const SIZES: [usize; 5] = [64, 256, 4096, 65536, 1 << 20];
 const CHILD: &str = "ICACHE_BENCH_CHILD";
@@ -29,6 +30,7 @@ macro_rules! for_each_impl {
         $m!("icache", peers::icache, $($arg),*);
         $m!("wasmtime34", peers::wasmtime34, $($arg),*);
         $m!("wasmtime48", peers::wasmtime48, $($arg),*);
+        $m!("wasmtime50", peers::wasmtime50, $($arg),*);
         #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64", target_arch = "arm"))]
         $m!("clear-cache", peers::clear_cache_crate, $($arg),*);
         $m!("dynasmrt", peers::dynasmrt, $($arg),*);
@@ -94,6 +96,7 @@ fn pipeline_flush(c: &mut Criterion) {
     group.bench_function("icache", |b| b.iter(peers::icache_flush));
     group.bench_function("wasmtime34", |b| b.iter(peers::wasmtime34_flush));
     group.bench_function("wasmtime48", |b| b.iter(peers::wasmtime48_flush));
+    group.bench_function("wasmtime50", |b| b.iter(peers::wasmtime50_flush));
     // Registered above, by `prepare_pipeline_flush`.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     group.bench_function("raw_membarrier", |b| {
@@ -103,11 +106,12 @@ fn pipeline_flush(c: &mut Criterion) {
 }
 
 /// The first-call modes a child process can run.
-const FIRST_CALLS: [&str; 5] = [
+const FIRST_CALLS: [&str; 6] = [
     "icache_prepare",
     "icache_flush",
     "wasmtime34",
     "wasmtime48",
+    "wasmtime50",
     "raw_register_then_flush",
 ];
 
@@ -121,6 +125,7 @@ fn child(mode: &str) -> Result<(), String> {
         "icache_flush" => peers::icache_flush()?,
         "wasmtime34" => peers::wasmtime34_flush()?,
         "wasmtime48" => peers::wasmtime48_flush()?,
+        "wasmtime50" => peers::wasmtime50_flush()?,
         #[cfg(any(target_os = "linux", target_os = "android"))]
         "raw_register_then_flush" => {
             peers::raw_membarrier(64)?;

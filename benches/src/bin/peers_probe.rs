@@ -8,13 +8,17 @@
 //!
 //! ```text
 //! peers_probe <impl> <op> <len> <reps>
-//!   impl: icache | icache-discard | wasmtime34 | wasmtime48 | clear-cache | dynasmrt | libgcc
-//!         | raw | none   (`icache-discard`: the result ignored)
+//!   impl: icache | icache-discard | wasmtime34 | wasmtime48 | wasmtime50 | clear-cache
+//!         | dynasmrt | libgcc | raw | none   (`icache-discard`: the result ignored)
 //!   op:   clear   one range of <len> bytes at the start of a page-aligned buffer
 //!         batch   1000 ranges of <len> bytes, back to back: one `clear_cache_many` for
 //!                 icache, 1000 single calls for the peers (which have no batch call) and
 //!                 for `icache-single`; `icache-slices` is one `clear_cache_slices` call
 //!         flush   the cross-thread pipeline flush (`raw`: one membarrier SYNC_CORE syscall)
+//!         publish one range of <len> bytes, then the cross-thread flush: what a JIT whose
+//!                 other threads may run the code does; the peers that offer no such flush
+//!                 (clear-cache, dynasmrt, libgcc) are followed by the `raw` system call, which
+//!                 their users must add themselves
 //! ```
 //!
 //! `none` runs the same loop with no call: its count is the loop's own cost, which
@@ -27,10 +31,7 @@
 use std::ffi::c_void;
 use std::hint::black_box;
 
-#[path = "../benches/peers/mod.rs"]
-mod peers;
-
-use peers::Res;
+use icache_benches::peers::{self, Res};
 
 const PAGE: usize = 4096;
 const BATCH: usize = 1000;
@@ -89,6 +90,7 @@ wrappers! {
     "icache-discard", "icache-discard" => icache_discard_one, icache_discard_batch, icache_discarded;
     "wasmtime34", "wasmtime34" => wasmtime34_one, wasmtime34_batch, peers::wasmtime34;
     "wasmtime48", "wasmtime48" => wasmtime48_one, wasmtime48_batch, peers::wasmtime48;
+    "wasmtime50", "wasmtime50" => wasmtime50_one, wasmtime50_batch, peers::wasmtime50;
     #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64", target_arch = "arm"))]
     "clear-cache", "clear-cache" => clear_cache_one, clear_cache_batch, peers::clear_cache_crate;
     "dynasmrt", "dynasmrt" => dynasmrt_one, dynasmrt_batch, peers::dynasmrt;
@@ -151,6 +153,11 @@ fn wasmtime48_flush() -> Res {
     peers::wasmtime48_flush()
 }
 
+#[inline(never)]
+fn wasmtime50_flush() -> Res {
+    peers::wasmtime50_flush()
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[inline(never)]
 fn raw_flush() -> Res {
@@ -163,10 +170,20 @@ fn flush_fn(imp: &str) -> Result<fn() -> Res, String> {
         "icache" => icache_flush,
         "wasmtime34" => wasmtime34_flush,
         "wasmtime48" => wasmtime48_flush,
+        "wasmtime50" => wasmtime50_flush,
         #[cfg(any(target_os = "linux", target_os = "android"))]
         "raw" => raw_flush,
         _ => return Err(format!("flush: unknown implementation {imp}")),
     })
+}
+
+/// The flush that completes a publication: the implementation's own, or for a peer that has
+/// none, the raw system call its user has to make.
+fn publish_flush(imp: &str) -> &str {
+    match imp {
+        "clear-cache" | "dynasmrt" | "libgcc" => "raw",
+        _ => imp,
+    }
 }
 
 fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
@@ -214,15 +231,23 @@ fn run(args: &[String]) -> Result<(), String> {
                 unsafe { f(black_box(&ranges))? };
             }
         }
-        "flush" => {
-            let f = black_box(flush_fn(imp)?);
+        "flush" | "publish" => {
+            let (clear, flusher) = match op.as_str() {
+                "flush" => (None, imp.as_str()),
+                _ => (Some(clear_fn(imp)?), publish_flush(imp)),
+            };
+            let (clear, flush) = black_box((clear, flush_fn(flusher)?));
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            if imp == "raw" {
+            if flusher == "raw" {
                 // The raw call needs the process registered, once, outside the loop.
                 icache::prepare_pipeline_flush().map_err(err("prepare_pipeline_flush"))?;
             }
             for _ in 0..=reps {
-                f()?;
+                if let Some(clear) = clear {
+                    // SAFETY: the range lies inside `buf`, which is alive and readable.
+                    unsafe { clear(black_box(base), black_box(len))? };
+                }
+                flush()?;
             }
         }
         _ => return Err(format!("unknown op {op}; {usage}")),

@@ -1,6 +1,6 @@
 //! `icache` and its peers, each called the way its documentation asks a JIT to make freshly
 //! written code executable on the calling thread. Shared by `benches/clear_cache.rs` (host
-//! timings) and `examples/peers_probe.rs` (instruction counts under qemu-user), so both measure
+//! timings) and `src/bin/peers_probe.rs` (instruction counts under qemu-user), so both measure
 //! the same calls.
 //!
 //! | name | one range | cross-thread flush |
@@ -8,6 +8,7 @@
 //! | `icache` | `clear_cache` | `pipeline_flush_mt` |
 //! | `wasmtime34` | `wasmtime-jit-icache-coherence` 34 `clear_cache` | its `pipeline_flush_mt` |
 //! | `wasmtime48` | `wasmtime-internal-jit-icache-coherence` 48 `clear_cache` | its `pipeline_flush_mt` |
+//! | `wasmtime50` | `wasmtime-internal-jit-icache-coherence` 50 `clear_cache` | its `pipeline_flush_mt` |
 //! | `clear-cache` | `clear_cache(start, end)` (returns `bool`) | none |
 //! | `dynasmrt` | `cache_control::synchronize_icache` then `prepare_for_execution` | none |
 //! | `libgcc` | `__clear_cache(start, end)` (GNU/Linux only) | none |
@@ -51,13 +52,20 @@ pub unsafe fn wasmtime34(ptr: *const u8, len: usize) -> Res {
 #[inline(always)]
 pub unsafe fn wasmtime48(ptr: *const u8, len: usize) -> Res {
     // SAFETY: forwarded from the caller.
-    unsafe { wasmtime_internal_jit_icache_coherence::clear_cache(ptr.cast(), len) }
-        .map_err(fail("wasmtime48"))
+    unsafe { wt48::clear_cache(ptr.cast(), len) }.map_err(fail("wasmtime48"))
 }
 
 /// # Safety
 /// The range is mapped and readable.
-// clear-cache is a dev-dependency only where it compiles (see Cargo.toml).
+#[inline(always)]
+pub unsafe fn wasmtime50(ptr: *const u8, len: usize) -> Res {
+    // SAFETY: forwarded from the caller.
+    unsafe { wt50::clear_cache(ptr.cast(), len) }.map_err(fail("wasmtime50"))
+}
+
+/// # Safety
+/// The range is mapped and readable.
+// clear-cache is a dependency only where it compiles (see Cargo.toml).
 #[cfg(any(
     target_arch = "x86",
     target_arch = "x86_64",
@@ -109,7 +117,12 @@ pub fn wasmtime34_flush() -> Res {
 
 #[inline(always)]
 pub fn wasmtime48_flush() -> Res {
-    wasmtime_internal_jit_icache_coherence::pipeline_flush_mt().map_err(fail("wasmtime48"))
+    wt48::pipeline_flush_mt().map_err(fail("wasmtime48"))
+}
+
+#[inline(always)]
+pub fn wasmtime50_flush() -> Res {
+    wt50::pipeline_flush_mt().map_err(fail("wasmtime50"))
 }
 
 /// `membarrier(cmd, 0, 0)`: 32 is `PRIVATE_EXPEDITED_SYNC_CORE`, 64 its registration.

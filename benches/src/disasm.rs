@@ -1,5 +1,6 @@
 //! Wrappers whose machine code `.ci/disasm.sh` inspects: each is a separately compiled function
 //! of a crate that uses `icache`, as a JIT would, so what they compile to is what users get.
+//! `.ci/disasm.sh` compiles this library alone into one object (one codegen unit).
 
 use core::ffi::c_void;
 
