@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 
-from qemucount import DELTA, IDC_CPUS, REPS, RV_PRCTL, Qemu, build_plugins
+from qemucount import DELTA, IDC_CPUS, REPS, RV_PRCTL, Qemu, build_plugins, lines
 
 # (model, line bytes): CTR_EL0 Dmin = Imin on each; neoverse-n2 (IDC = 1) runs on QEMU 10.
 AARCH64_CPUS = [("max", 32), ("cortex-a53", 64), ("a64fx", 256), ("neoverse-n2", 64)]
@@ -73,7 +73,10 @@ def measure(qemu, jobs):
 
     def one(key):
         arch, cpu, imp, op, length = key
-        return qemu.per_call_exact(arch, cpu, [imp, op, str(length), "{reps}"])
+        per = qemu.per_call(arch, cpu, [imp, op, str(length), "{reps}"])[0]
+        if any(r for _, r in per.values()):
+            raise RuntimeError(f"{key}: not a whole number of instructions per call: {per}")
+        return {k: q for k, (q, _) in per.items()}
 
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         results = dict(zip(keys, pool.map(one, keys)))
@@ -91,7 +94,7 @@ def median(v):
 
 def criterion(root):
     """{(group, function, value): estimates} from criterion's JSON, and under "paired" the
-    interleaved flush rounds the bench writes (see `paired_flush` in benches/clear_cache.rs)."""
+    interleaved flush rounds the bench writes (see `paired_flush` in benches/benches/clear_cache.rs)."""
     out = {}
     paired = os.path.join(root, "flush_paired.json")
     if os.path.exists(paired):
@@ -127,7 +130,7 @@ def timing(est, with_ci=True):
 
 
 def lines_touched(length, line, count=1):
-    return count * ((length - 1) // line + 1)
+    return count * lines(0, length, line)
 
 
 def per_line(results, cpu, imp):
@@ -230,27 +233,15 @@ def chart(results, path):
 def machine():
     def cmd(*a):
         try:
-            return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+            out = subprocess.run(a, capture_output=True, text=True).stdout.strip()
+            return out.splitlines()[0] if out else "?"
         except OSError:
             return "?"
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "os": cmd("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
-        "rustc": cmd("rustc", "-V"),
-        "qemu": cmd("qemu-aarch64", "--version").splitlines()[0] if cmd("qemu-aarch64",
-                                                                         "--version") else "?",
-    }
+    with open("/proc/cpuinfo") as f:
+        model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(),
+            "os": cmd("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
+            "rustc": cmd("rustc", "-V"), "qemu": cmd("qemu-aarch64", "--version")}
 
 
 def group_table(crit, w, group, left, right):

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from checklog import Report
-from qemucount import DELTA, IDC_CPUS, RV_PRCTL, Qemu, build_plugins, selftest
+from qemucount import DELTA, IDC_CPUS, RV_PRCTL, Qemu, build_plugins, lines, selftest
 
 # qemu-user 7.2 CPU models and their smallest D- and I-cache lines in bytes, from the CTR_EL0
 # values the models report (0x80038003, 0x84448004, 0x86668006); neoverse-n2 (CTR_EL0.IDC = 1,
@@ -31,13 +31,6 @@ NRANGES = 4
 AARCH64_CLASSES = ["dc_cvau", "dc_civac", "ic_ivau", "dsb_any", "dsb_ish", "isb",
                    "mrs_ctr_el0", "svc"]
 RISCV_CLASSES = ["fence_i", "ecall"]
-
-
-def lines(offset, length, line):
-    """Cache lines overlapped by `length` bytes at `offset` from a line-aligned base."""
-    if length == 0:
-        return 0
-    return (offset + length - 1) // line - offset // line + 1
 
 
 def describe(per, want, classes):
@@ -155,10 +148,6 @@ def main():
                 continue
             per, first, second, stdout = res
             classes = AARCH64_CLASSES if arch == "aarch64" else RISCV_CLASSES
-            if cpu in IDC_CPUS:
-                # A QEMU 10 run sometimes makes one system call more or fewer outside the probe's
-                # loop: not a per-call count there (the other models count it).
-                classes = [c for c in classes if c != "svc"]
             ok, text = describe(per, want, classes)
             report.check(ok, f"{label}: {text}")
             if op != "flush_mt" and offset == 0 and extra in ((), (str(NRANGES),)):
@@ -186,20 +175,15 @@ def main():
                          f"aarch64/{cpu} cache_info lines {seen}, model has {(dline, iline)}")
 
     print("\nTotal instructions per call at offset 0, the probe's loop included (the len 0 column"
-          "\nis that loop, black_box and the crate's return for an empty range). Not for the"
-          f"\nmodels run on the QEMU 10 build ({RV_PRCTL}, {', '.join(sorted(IDC_CPUS))}): there a"
-          "\nwhole run's total varies by hundreds of instructions or more from run to run (not in"
-          "\nthe probe's loop), so per-call totals are noise; their counts by class above are"
-          "\nexact:")
-    models = [("aarch64", c) for c, _, _ in AARCH64_CPUS if c not in IDC_CPUS]
-    models += [("riscv64", None)]
+          "\nis that loop, black_box and the crate's return for an empty range):")
+    models = [("aarch64", c) for c, _, _ in AARCH64_CPUS] + [("riscv64", None), ("riscv64", RV_PRCTL)]
     lens = sorted({0, *TABLE_LENS})
-    print("  %-28s" % "model / op" + "".join("%10s" % (f"{l} B" if l else "len 0") for l in lens))
+    print("  %-32s" % "model / op" + "".join("%10s" % (f"{l} B" if l else "len 0") for l in lens))
     for op in ("clear_cache", "many"):
         for arch, cpu in models:
             row = [table.get((arch, cpu, op, l)) for l in lens]
             name = f"{arch}/{cpu or 'rv64'} {op}" + (f"({NRANGES})" if op == "many" else "")
-            print("  %-28s" % name + "".join("%10s" % ("-" if v is None else f"{v:g}")
+            print("  %-32s" % name + "".join("%10s" % ("-" if v is None else f"{v:g}")
                                                for v in row))
     return report.finish()
 
