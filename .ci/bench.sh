@@ -34,8 +34,9 @@ bench_args="--noplot --warm-up-time 0.3 --measurement-time 1"
 step "host timings: cargo bench --bench clear_cache -- $bench_args"
 # Fresh results only: criterion keeps every benchmark it ever ran under target/criterion.
 rm -rf target/criterion
+# Absolute: cargo runs the bench in the member's directory.
 # shellcheck disable=SC2086
-ICACHE_BENCH_PAIRED=target/criterion/flush_paired.json \
+ICACHE_BENCH_PAIRED=$PWD/target/criterion/flush_paired.json \
   cargo bench "${build[@]}" --bench clear_cache -- $bench_args
 
 step "instruction counts under qemu-user, and BENCHMARKS.md"
