@@ -94,7 +94,7 @@ def median(v):
 
 def criterion(root):
     """{(group, function, value): estimates} from criterion's JSON, and under "paired" the
-    interleaved flush rounds the bench writes (see `paired_flush` in benches/benches/clear_cache.rs)."""
+    interleaved flush rounds the bench writes (`paired_flush` in benches/benches/clear_cache.rs)."""
     out = {}
     paired = os.path.join(root, "flush_paired.json")
     if os.path.exists(paired):

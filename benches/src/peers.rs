@@ -1,7 +1,7 @@
 //! `icache` and its peers, each called the way its documentation asks a JIT to make freshly
-//! written code executable on the calling thread. Shared by `benches/clear_cache.rs` (host
-//! timings) and `src/bin/peers_probe.rs` (instruction counts under qemu-user), so both measure
-//! the same calls.
+//! written code executable on the calling thread. Shared by the criterion bench
+//! `benches/benches/clear_cache.rs` (host timings) and `benches/src/bin/peers_probe.rs`
+//! (instruction counts under qemu-user), so both measure the same calls.
 //!
 //! | name | one range | cross-thread flush |
 //! |---|---|---|
