@@ -132,21 +132,26 @@ if want mutants; then
   t=$SECONDS
   echo "== coherence: mutants of the crate"
   # The edits reach every path (one line, two lines, a walk, a batch): the instructions in
-  # arch/, or the barriers of the one `sequence` in src/clear/aarch64.rs.
+  # arch/, or the barriers of the one `sequence` in src/clear/aarch64.rs and of the one block
+  # that walks both caches of most cores (`sync_lines` in arch/aarch64.rs).
   mutant ic-stride-64 aarch64-unknown-linux-gnu max arch/aarch64.rs \
-    's/^    unsafe { walk_lines!("ic ivau", first, more, line_log2) }$/    unsafe { walk_lines!("ic ivau", first \& !63, ((first + (more << line_log2) + (1 << line_log2) - 1) >> 6) - (first >> 6), 6) }/' \
+    's/^    unsafe { walk_lines!("ic ivau", first, more, line_log2) }$/    unsafe { walk_lines!("ic ivau", first \& !63, ((first + (more << line_log2) + (1 << line_log2) - 1) >> 6) - (first >> 6), 6) }/; s/^            walk_text!("ic ivau", "sub"),$/            "lsr {n}, {n}, #1", "mov {s}, #64", walk_text!("ic ivau", "sub"),/' \
     no-invalidate
   mutant no-clean aarch64-unknown-linux-gnu cortex-a53 arch/aarch64.rs \
-    's/^    unsafe { walk_lines!("dc cvau", first, more, line_log2) }$/    let _ = (first, more, line_log2);/; s/^    unsafe { asm!("dc cvau, {}", in(reg) addr, options(nostack, preserves_flags)) };$/    let _ = addr;/' \
+    's/^    unsafe { walk_lines!("dc cvau", first, more, line_log2) }$/    let _ = (first, more, line_log2);/; s/^    unsafe { asm!("dc cvau, {}", in(reg) addr, options(nostack, preserves_flags)) };$/    let _ = addr;/; s/^            walk_text!("dc cvau", "add"),$/            walk_text!("orr xzr, xzr", "add"),/' \
     no-clean
   mutant no-dsb-between aarch64-unknown-linux-gnu a64fx src/clear/aarch64.rs \
     '/\/\/ Always: it also orders the stores/{n;d}' invalidate-before-clean
+  mutant no-dsb-between-walk aarch64-unknown-linux-gnu max arch/aarch64.rs \
+    '/\/\/ Completes the cleans (and orders the stores of the code)/{n;d}' invalidate-before-clean
   mutant no-isb aarch64-unknown-linux-gnu neoverse-n2 src/clear/aarch64.rs \
     's/^ *arch::isb();$//' no-context-sync-writer
+  mutant no-isb-walk aarch64-unknown-linux-gnu max arch/aarch64.rs \
+    '/^            "isb",$/d' no-context-sync-writer
   # Not a defect: every QEMU model has equal D- and I-line sizes, so the path for cores whose
   # sizes differ is forced here (its own geometry for each walk) and must be clean.
   mutant two-line-sizes aarch64-unknown-linux-gnu max src/plan.rs \
-    's/let same = if d == i { Self::SAME_LINES } else { 0 };/let same = 0;/' none
+    's/let plain = if d == i \&\& !ctr.idc() \&\& !ctr.dic() {/let plain = if false {/; s/self.ctr().dcache_line() == self.ctr().icache_line()/false/' none
   mutant local-sync-nothing aarch64-unknown-linux-gnu cortex-a53 src/local/instruction.rs \
     's/^    crate::arch::local_sync();$//' no-context-sync-other
   # The system-call path (a kernel that refuses the prctl) forced, clean; with flags 1; then

@@ -174,6 +174,12 @@ def check_aarch64(report, obj, rlib, tool):
     report.check(len(lines) == 1, f"aarch64: one out-of-line multi-line function: {lines}")
     lines_insns = lib[lines[0]] if len(lines) == 1 else []
     check_walker(report, "icache::clear::aarch64::clear_lines", lines_insns,
+                 ("clear_lines_other",))
+    # The first call, and cores with IDC, DIC or two line sizes: a cold function of their own.
+    other = [n for n in lib if n.endswith("clear_lines_other")]
+    report.check(len(other) == 1, f"aarch64: one function for the other cores: {other}")
+    check_walker(report, "icache::clear::aarch64::clear_lines_other",
+                 lib[other[0]] if len(other) == 1 else [],
                  ("read_ctr_el0", "sync_span_two_sizes"))
     # Cores whose D- and I-lines differ take a cold function of their own.
     two = [n for n in lib if n.endswith("sync_span_two_sizes")]

@@ -29,53 +29,108 @@ pub fn read_ctr_el0() -> u64 {
     ctr
 }
 
-/// Runs the maintenance instruction `$op` on `1 + $more` lines of `1 << $log2` bytes from
-/// `$first`.
+/// The text of a walk: the maintenance instruction `$op` on `1 + {n}` lines of `{s}` bytes from
+/// `{a}`, stepping with `$step` (`add` walks up, `sub` down), `{c}` a scratch counter.
 ///
-/// The first line unconditionally (so no path through the code skips the walk), then the `more`
-/// lines after it: one, two, then four, as their low bits say, then groups of eight. That is
-/// 2.25 instructions per line instead of a plain loop's 4 (each line still needs its own
-/// address: one `add`), and 6 for a single line (spans in one line take `dc_cvau`/`ic_ivau`). Taking `more` rather than a count lets the compiler fold
-/// the planner's `+ 1` away.
+/// The first line unconditionally (so no path skips the walk), then the `more` lines after it:
+/// one and two as its low bits say; then, if any are left, four as bit 2 says, then groups of
+/// eight. Each line needs its own address (one `add`), so that is 2.25 instructions per line
+/// against a plain loop's 4, and up to 4 lines (the common stub) pass two tests and one `cbz`.
+/// `{n}` is left as it was, so a second walk can use it.
+#[cfg(not(any(windows, target_vendor = "apple")))]
+macro_rules! walk_text {
+    ($op:literal, $step:literal) => {
+        concat!(
+            $op,
+            ", {a}\n",
+            "tbz {n}, #0, 2f\n",
+            $step,
+            " {a}, {a}, {s}\n",
+            $op,
+            ", {a}\n",
+            "2:\n",
+            "tbz {n}, #1, 3f\n",
+            ".rept 2\n",
+            $step,
+            " {a}, {a}, {s}\n",
+            $op,
+            ", {a}\n",
+            ".endr\n",
+            "3:\n",
+            "lsr {c}, {n}, #2\n",
+            "cbz {c}, 6f\n",
+            "tbz {c}, #0, 4f\n",
+            ".rept 4\n",
+            $step,
+            " {a}, {a}, {s}\n",
+            $op,
+            ", {a}\n",
+            ".endr\n",
+            "4:\n",
+            "lsr {c}, {c}, #1\n",
+            "cbz {c}, 6f\n",
+            "5:\n",
+            ".rept 8\n",
+            $step,
+            " {a}, {a}, {s}\n",
+            $op,
+            ", {a}\n",
+            ".endr\n",
+            "subs {c}, {c}, #1\n",
+            "b.ne 5b\n",
+            "6:\n",
+        )
+    };
+}
+
+/// Runs the maintenance instruction `$op` on `1 + $more` lines of `1 << $log2` bytes from
+/// `$first` ([`walk_text`]). Taking `more` rather than a count lets the compiler fold the
+/// planner's `+ 1` away.
 #[cfg(not(any(windows, target_vendor = "apple")))]
 macro_rules! walk_lines {
     ($op:literal, $first:expr, $more:expr, $log2:expr) => {
         asm!(
-            concat!($op, ", {a}"),
-            "tbz {n}, #0, 2f",
-            "add {a}, {a}, {s}",
-            concat!($op, ", {a}"),
-            "2:",
-            "tbz {n}, #1, 3f",
-            ".rept 2",
-            "add {a}, {a}, {s}",
-            concat!($op, ", {a}"),
-            ".endr",
-            "3:",
-            "tbz {n}, #2, 4f",
-            ".rept 4",
-            "add {a}, {a}, {s}",
-            concat!($op, ", {a}"),
-            ".endr",
-            "4:",
-            "lsr {n}, {n}, #3",
-            "cbz {n}, 6f",
-            "5:",
-            ".rept 8",
-            "add {a}, {a}, {s}",
-            concat!($op, ", {a}"),
-            ".endr",
-            "subs {n}, {n}, #1",
-            "b.ne 5b",
-            "6:",
+            walk_text!($op, "add"),
             a = inout(reg) $first => _,
-            n = inout(reg) $more => _,
+            n = in(reg) $more,
+            c = out(reg) _,
             s = in(reg) 1usize << $log2,
             // Not `nomem`: the maintenance must stay after the stores of the code (and, for
             // `ic ivau`, after the cleans' `dsb`). Flags are clobbered by `subs`.
             options(nostack),
         )
     };
+}
+
+/// The whole Arm ARM sequence over `1 + more` lines of `line` bytes from `first`, the same lines
+/// in both caches: `dc cvau` on each, `dsb ish`, `ic ivau` on each (walked back down, from where
+/// the first walk ended, so no register is copied), `dsb ish`, `isb`. One block, so the
+/// compiler keeps nothing live across the barriers and the walks share their registers.
+///
+/// # Safety
+/// Every line must be mapped readable by this process (as for [`dc_cvau_lines`]).
+#[cfg(not(any(windows, target_vendor = "apple")))]
+#[inline(always)]
+pub unsafe fn sync_lines(first: usize, more: usize, line: usize) {
+    // SAFETY: the caller guarantees the lines are mapped; each walk touches exactly `1 + more`.
+    unsafe {
+        asm!(
+            walk_text!("dc cvau", "add"),
+            // Completes the cleans (and orders the stores of the code) before the invalidations.
+            "dsb ish",
+            walk_text!("ic ivau", "sub"),
+            "dsb ish",
+            "isb",
+            a = inout(reg) first => _,
+            // Dead after the block: declared written, so a test can change them in the text.
+            n = inout(reg) more => _,
+            c = out(reg) _,
+            s = inout(reg) line => _,
+            // Not `nomem`: the maintenance must stay after the stores of the code; the barriers
+            // order memory. Flags are clobbered by `subs`.
+            options(nostack),
+        )
+    }
 }
 
 /// `dc cvau` on `1 + more` lines of `1 << line_log2` bytes from `first`.

@@ -86,11 +86,16 @@ impl CtrEl0 {
 }
 
 /// `CTR_EL0` as the crate caches it, packed so that one load and one comparison tell whether a
-/// span lies in a single line of both caches: bits 31:0 are the register's bits 31:0 (the line
-/// fields, `L1Ip`, `IDC` and `DIC`; bits 63:32 hold nothing the crate uses), except bit 30
-/// (RES0 in the register), set here when the D- and I-lines have the same size so that one
-/// walk's geometry serves both; bits 63:32 the smaller of the two line sizes in bytes. 0 means
-/// "not read yet", which no span passes as one line.
+/// span lies in a single line of both caches, and one bit test whether the common walk applies:
+/// - bits 31:0 are the register's bits 31:0 (the line fields, `L1Ip`, `IDC` and `DIC`), except
+///   - bit 30 (RES0 in the register), set here when the D- and I-lines have the same size and
+///     neither `IDC` nor `DIC` is set, so that one walk's geometry serves both caches and both
+///     walks run ([`plain`](Self::plain));
+///   - bits 9:4 (RES0 in the register), the log2 of the smaller line size in bytes;
+/// - bits 63:32 the smaller line size in bytes (the register's bits 63:32 hold nothing the crate
+///   uses).
+///
+/// 0 means "not read yet", which no span passes as one line and which is never plain.
 ///
 /// ```
 /// use icache::plan::{CachedCtr, CtrEl0, Span};
@@ -117,8 +122,13 @@ impl CachedCtr {
     pub const fn new(ctr: CtrEl0) -> Self {
         let (d, i) = (ctr.dcache_line(), ctr.icache_line());
         let min = if d < i { d } else { i };
-        let same = if d == i { Self::SAME_LINES } else { 0 };
-        CachedCtr((ctr.0 & 0xffff_ffff & !Self::SAME_LINES) | same | ((min as u64) << 32))
+        let plain = if d == i && !ctr.idc() && !ctr.dic() {
+            Self::PLAIN
+        } else {
+            0
+        };
+        let log2 = (min.trailing_zeros() as u64) << Self::LOG2_SHIFT;
+        CachedCtr((ctr.0 & Self::CTR_FIELDS) | plain | log2 | ((min as u64) << 32))
     }
 
     /// Whether this holds a register value.
@@ -131,10 +141,15 @@ impl CachedCtr {
         self.0 != 0
     }
 
-    /// Bit 30: the D- and I-lines have the same size.
-    const SAME_LINES: u64 = 1 << 30;
+    /// Bit 30: same line sizes, neither `IDC` nor `DIC`.
+    const PLAIN: u64 = 1 << 30;
+    /// Bits 9:4: log2 of the smaller line size.
+    const LOG2_SHIFT: u32 = 4;
+    const LOG2_MASK: u64 = 0x3f << Self::LOG2_SHIFT;
+    /// The register's bits this keeps: 31:0 but for the RES0 bits used above.
+    const CTR_FIELDS: u64 = 0xffff_ffff & !Self::PLAIN & !Self::LOG2_MASK;
 
-    /// The register's fields (bits 31:0, bit 30 as the register has it: 0).
+    /// The register's fields (bits 31:0; bits 30 and 9:4, RES0, as 0).
     ///
     /// ```
     /// use icache::plan::{CachedCtr, CtrEl0};
@@ -142,7 +157,7 @@ impl CachedCtr {
     /// ```
     #[inline(always)]
     pub const fn ctr(self) -> CtrEl0 {
-        CtrEl0(self.0 & 0xffff_ffff & !Self::SAME_LINES)
+        CtrEl0(self.0 & Self::CTR_FIELDS)
     }
 
     /// Whether the D- and I-lines have the same size, so that the lines a span touches are the
@@ -155,7 +170,49 @@ impl CachedCtr {
     /// ```
     #[inline(always)]
     pub const fn same_lines(self) -> bool {
-        self.0 & Self::SAME_LINES != 0
+        self.ctr().dcache_line() == self.ctr().icache_line()
+    }
+
+    /// Whether the common walk applies: the D- and I-lines have the same size and the sequence
+    /// needs both walks (neither `IDC` nor `DIC`). Never for a value not read yet.
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0};
+    /// assert!(CachedCtr::new(CtrEl0(0x8444_c004)).plain());
+    /// assert!(!CachedCtr::new(CtrEl0(0x9444_c004)).plain()); // IDC
+    /// assert!(!CachedCtr::new(CtrEl0(0x8444_c003)).plain()); // I 32, D 64
+    /// assert!(!CachedCtr::NOT_READ.plain());
+    /// ```
+    #[inline(always)]
+    pub const fn plain(self) -> bool {
+        self.0 & Self::PLAIN != 0
+    }
+
+    /// For a [`plain`](Self::plain) value, the walk over the lines `span` touches (the same in
+    /// both caches): [`LineWalk::new`] with that size, from the packed log2, which needs no
+    /// clamping (`CTR_EL0` line sizes are 4 B to 128 KiB). `None` otherwise, so one bit test
+    /// chooses the common path. (A value not made by [`new`](Self::new) may give lines of 1 or
+    /// 2 bytes, or on 32-bit targets a wrong walk: never an overflow or a panic.)
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0, Span};
+    /// let s = Span::new(0x1030, 0x20).unwrap().unwrap();
+    /// let w = CachedCtr::new(CtrEl0(0x8444_c004)).plain_walk(s).unwrap();
+    /// assert_eq!((w.first(), w.count(), w.step()), (0x1000, 2, 64));
+    /// assert!(CachedCtr::NOT_READ.plain_walk(s).is_none());
+    /// ```
+    #[inline(always)]
+    pub const fn plain_walk(self, span: Span) -> Option<LineWalk> {
+        if !self.plain() {
+            return None;
+        }
+        let log2 = ((self.0 & Self::LOG2_MASK) >> Self::LOG2_SHIFT) as u32;
+        let first_index = span.start.wrapping_shr(log2);
+        Some(LineWalk {
+            first: first_index.wrapping_shl(log2),
+            more: span.last.wrapping_shr(log2).wrapping_sub(first_index),
+            line_log2: log2,
+        })
     }
 
     /// The smaller line size in bytes, 0 before the register was read.

@@ -140,6 +140,15 @@ proptest! {
     }
 
     #[test]
+    fn cached_ctr_keeps_every_field_but_the_res0_bits_it_uses(raw in any::<u32>()) {
+        // Bit 30 and bits 9:4 are RES0 in the register; the cache keeps everything else.
+        let raw = u64::from(raw) & !(1 << 30) & !(0x3f << 4);
+        let cached = CachedCtr::new(CtrEl0(raw));
+        prop_assert_eq!(cached.ctr(), CtrEl0(raw));
+        prop_assert!(cached.is_read());
+    }
+
+    #[test]
     fn one_line_exactly_when_both_walks_are_one_line(
         start in any_start(),
         len in prop_oneof![1usize..300, 1usize..MAX_PLAN_LEN],
@@ -155,6 +164,17 @@ proptest! {
         prop_assert!(cached.is_read());
         prop_assert_eq!(cached.ctr().0, c.0 & 0xffff_ffff);
         prop_assert_eq!(cached.same_lines(), dline == iline);
+        // The common path: one bit, and the walk it plans is the ordinary walk of that size.
+        prop_assert_eq!(cached.plain(), dline == iline && !idc && !dic);
+        prop_assert_eq!(cached.min_line(), 1usize << dline.min(iline));
+        match cached.plain_walk(s) {
+            Some(w) => {
+                prop_assert_eq!(w, LineWalk::new(s, dline));
+                prop_assert_eq!(w.step(), cached.min_line());
+            }
+            None => prop_assert!(!cached.plain()),
+        }
+        prop_assert!(CachedCtr::NOT_READ.plain_walk(s).is_none());
         let both_one = LineWalk::new(s, dline).count() == 1 && LineWalk::new(s, iline).count() == 1;
         prop_assert_eq!(cached.one_line(s), both_one);
         prop_assert!(!CachedCtr::NOT_READ.one_line(s));

@@ -132,13 +132,52 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
 
 /// A span over more than one line: out of line, so that the one-line path inlined into the
 /// caller needs no stack frame (a call in its middle would give it one) and this is a tail call.
+/// Most cores take the first branch: one bit says the line sizes are equal and both walks run.
 ///
 /// # Safety
 /// Every byte of the span is mapped readable.
 #[inline(never)]
 unsafe fn clear_lines(span: Span, cached: CachedCtr) {
-    // SAFETY: forwarded from `clear_range`.
-    with_read(cached, move |cached| unsafe { sync_span(span, cached) });
+    match cached.plain_walk(span) {
+        // SAFETY: forwarded from `clear_range`.
+        Some(walk) => unsafe { sync_plain(span, walk, cached.min_line()) },
+        // SAFETY: forwarded from `clear_range`.
+        None => unsafe { clear_lines_other(span, cached) },
+    }
+}
+
+/// The first call of the process, and cores with `IDC`, `DIC` or lines of two sizes.
+///
+/// # Safety
+/// Every byte of the span is mapped readable.
+#[cold]
+#[inline(never)]
+unsafe fn clear_lines_other(span: Span, cached: CachedCtr) {
+    // Only the read itself out of line: the sequence stays in this function.
+    let cached = with_read(cached, |cached| cached);
+    // SAFETY: forwarded from `clear_lines`.
+    unsafe { sync_span(span, cached) };
+}
+
+/// A register value with neither `IDC` nor `DIC`: [`sequence`] with it runs both walks and tests
+/// nothing.
+const BOTH_WALKS: CtrEl0 = CtrEl0(0);
+
+/// The sequence where both walks run over the same lines: two lines without a walk (a short stub
+/// or patch across a line boundary), more in one block of assembly.
+///
+/// # Safety
+/// Every byte of the span is mapped readable; `walk` is its walk, `line` (the packed size, one
+/// shift away, where `walk.step()` takes two instructions) its step.
+#[inline(always)]
+unsafe fn sync_plain(span: Span, walk: LineWalk, line: usize) {
+    if walk.more() == 1 {
+        // SAFETY: forwarded from the caller; the span's last byte is in its second line.
+        unsafe { sync_two_lines(walk.first(), span.last(), BOTH_WALKS) };
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { arch::sync_lines(walk.first(), walk.more(), line) };
+    }
 }
 
 /// The Arm ARM sequence for one span. Where the D- and I-lines have the same size (most cores)
@@ -148,7 +187,10 @@ unsafe fn clear_lines(span: Span, cached: CachedCtr) {
 /// Every byte of the span is mapped readable.
 #[inline(always)]
 unsafe fn sync_span(span: Span, cached: CachedCtr) {
-    if !cached.same_lines() {
+    if let Some(walk) = cached.plain_walk(span) {
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_plain(span, walk, cached.min_line()) };
+    } else if !cached.same_lines() {
         // SAFETY: forwarded from the caller.
         unsafe { sync_span_two_sizes(span, cached.ctr()) };
     } else if cached.two_lines(span) {
