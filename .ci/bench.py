@@ -613,19 +613,19 @@ def reading(results):
     peer_lines = ", ".join(f"{i} {per_line(r, 'cortex-a53', i):.3g}" for i in FULL_SEQUENCE)
     t.append(
         f"* **icache against the full-sequence peers** ({', '.join(FULL_SEQUENCE)}): icache "
-        f"minus the cheapest of them is {lo}" + (f" to {hi}" if hi != lo else "") +
+        f"minus the cheapest of them is {lo:+d}" + (f" to {hi:+d}" if hi != lo else "") +
         " instructions per call over every model and size. Per line (clean and invalidate "
         f"together) icache spends {per_line(r, 'cortex-a53', 'icache'):.3g} instructions on "
-        f"`cortex-a53` against {peer_lines} (every model: the table above); the rest of the "
-        "difference is fixed per call (the wrapping-range check, the cached CTR_EL0 and its "
+        f"`cortex-a53` against {peer_lines} (every model: the per-line table below); the rest "
+        "of the difference is fixed per call (the wrapping-range check, the cached CTR_EL0 and its "
         "not-read-yet test, the IDC/DIC tests, line counting). The barriers, which dominate on "
         "hardware, are equal for a single call and 1000× fewer for a batch.")
     t.append(
         "* **Per-line cost, not a ratio**: `dc cvau` and `ic ivau` take only a register "
         "address, so a line costs at least its maintenance instruction and one `add` in each of "
         "the two loops (4 instructions per line for clean + invalidate, 2 with IDC); loop "
-        "control comes on top unless the loop is unrolled. The per-line table above states what "
-        "each implementation pays.")
+        "control comes on top unless the loop is unrolled. icache pays " + ", ".join(f"{per_line(r, c, 'icache'):.3g} on `{c}`" for c, _ in AARCH64_CPUS)
+        + "; the per-line table below gives every implementation.")
     t.append("")
     return "\n".join(t)
 
