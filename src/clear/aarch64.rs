@@ -138,15 +138,19 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
 /// Every byte of the span is mapped readable.
 #[inline(never)]
 unsafe fn clear_lines(span: Span, cached: CachedCtr) {
-    match cached.plain_walk(span) {
+    if let Some(walk) = cached.plain_walk(span) {
         // SAFETY: forwarded from `clear_range`.
-        Some(walk) => unsafe { sync_plain(span, walk, cached.min_line()) },
+        unsafe { sync_plain(span, walk, cached.min_line()) };
+    } else if let Some(walk) = cached.idc_walk(span) {
         // SAFETY: forwarded from `clear_range`.
-        None => unsafe { clear_lines_other(span, cached) },
+        unsafe { sync_idc(span, walk, cached.min_line()) };
+    } else {
+        // SAFETY: forwarded from `clear_range`.
+        unsafe { clear_lines_other(span, cached) };
     }
 }
 
-/// The first call of the process, and cores with `IDC`, `DIC` or lines of two sizes.
+/// The first call of the process, and cores with `DIC` or lines of two sizes.
 ///
 /// # Safety
 /// Every byte of the span is mapped readable.
@@ -162,6 +166,9 @@ unsafe fn clear_lines_other(span: Span, cached: CachedCtr) {
 /// A register value with neither `IDC` nor `DIC`: [`sequence`] with it runs both walks and tests
 /// nothing.
 const BOTH_WALKS: CtrEl0 = CtrEl0(0);
+
+/// A register value with `IDC` and not `DIC`: [`sequence`] with it only invalidates.
+const ONLY_INVALIDATE: CtrEl0 = CtrEl0(1 << 28);
 
 /// The sequence where both walks run over the same lines: two lines without a walk (a short stub
 /// or patch across a line boundary), more in one block of assembly.
@@ -180,6 +187,21 @@ unsafe fn sync_plain(span: Span, walk: LineWalk, line: usize) {
     }
 }
 
+/// [`sync_plain`] for cores with `IDC`: no clean, one invalidation walk.
+///
+/// # Safety
+/// As for [`sync_plain`].
+#[inline(always)]
+unsafe fn sync_idc(span: Span, walk: LineWalk, line: usize) {
+    if walk.more() == 1 {
+        // SAFETY: forwarded from the caller; the span's last byte is in its second line.
+        unsafe { sync_two_lines(walk.first(), span.last(), ONLY_INVALIDATE) };
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { arch::sync_lines_idc(walk.first(), walk.more(), line) };
+    }
+}
+
 /// The Arm ARM sequence for one span. Where the D- and I-lines have the same size (most cores)
 /// the two walks cover the same lines, and the geometry is worked out once.
 ///
@@ -190,6 +212,9 @@ unsafe fn sync_span(span: Span, cached: CachedCtr) {
     if let Some(walk) = cached.plain_walk(span) {
         // SAFETY: forwarded from the caller.
         unsafe { sync_plain(span, walk, cached.min_line()) };
+    } else if let Some(walk) = cached.idc_walk(span) {
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_idc(span, walk, cached.min_line()) };
     } else if !cached.same_lines() {
         // SAFETY: forwarded from the caller.
         unsafe { sync_span_two_sizes(span, cached.ctr()) };
