@@ -151,7 +151,7 @@ if want mutants; then
   # Not a defect: every QEMU model has equal D- and I-line sizes, so the path for cores whose
   # sizes differ is forced here (its own geometry for each walk) and must be clean.
   mutant two-line-sizes aarch64-unknown-linux-gnu max src/plan.rs \
-    's/let plain = if d == i \&\& !ctr.idc() \&\& !ctr.dic() {/let plain = if false {/; s/self.ctr().dcache_line() == self.ctr().icache_line()/false/' none
+    's/let plain = match (d == i \&\& !ctr.dic(), ctr.idc()) {/let plain = match (false, ctr.idc()) {/; s/self.ctr().dcache_line() == self.ctr().icache_line()/false/' none
   mutant local-sync-nothing aarch64-unknown-linux-gnu cortex-a53 src/local/instruction.rs \
     's/^    crate::arch::local_sync();$//' no-context-sync-other
   # The system-call path (a kernel that refuses the prctl) forced, clean; with flags 1; then

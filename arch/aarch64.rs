@@ -133,6 +133,32 @@ pub unsafe fn sync_lines(first: usize, more: usize, line: usize) {
     }
 }
 
+/// The sequence where `CTR_EL0.IDC` makes the clean unnecessary: `dsb ish` (the stores of the
+/// code complete first), `ic ivau` on `1 + more` lines of `line` bytes from `first`, `dsb ish`,
+/// `isb`.
+///
+/// # Safety
+/// As for [`sync_lines`].
+#[cfg(not(any(windows, target_vendor = "apple")))]
+#[inline(always)]
+pub unsafe fn sync_lines_idc(first: usize, more: usize, line: usize) {
+    // SAFETY: the caller guarantees the lines are mapped; the walk touches exactly `1 + more`.
+    unsafe {
+        asm!(
+            "dsb ish",
+            walk_text!("ic ivau", "add"),
+            "dsb ish",
+            "isb",
+            a = inout(reg) first => _,
+            n = in(reg) more,
+            c = out(reg) _,
+            s = in(reg) line,
+            // Not `nomem`: the invalidations must stay after the stores of the code.
+            options(nostack),
+        )
+    }
+}
+
 /// `dc cvau` on `1 + more` lines of `1 << line_log2` bytes from `first`.
 ///
 /// # Safety

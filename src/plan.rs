@@ -88,10 +88,13 @@ impl CtrEl0 {
 /// `CTR_EL0` as the crate caches it, packed so that one load and one comparison tell whether a
 /// span lies in a single line of both caches, and one bit test whether the common walk applies:
 /// - bits 31:0 are the register's bits 31:0 (the line fields, `L1Ip`, `IDC` and `DIC`), except
-///   - bit 30 (RES0 in the register), set here when the D- and I-lines have the same size and
-///     neither `IDC` nor `DIC` is set, so that one walk's geometry serves both caches and both
-///     walks run ([`plain`](Self::plain));
-///   - bits 9:4 (RES0 in the register), the log2 of the smaller line size in bytes;
+///   three fields that are RES0 in the register:
+///   - bit 30, set here when the D- and I-lines have the same size and neither `IDC` nor `DIC`
+///     is set, so that one walk's geometry serves both caches and both walks run
+///     ([`plain`](Self::plain));
+///   - bit 10, set when the lines have the same size, `IDC` is set and `DIC` is not, so only
+///     the invalidation walk runs ([`idc_walk`](Self::idc_walk));
+///   - bits 9:4, the log2 of the smaller line size in bytes;
 /// - bits 63:32 the smaller line size in bytes (the register's bits 63:32 hold nothing the crate
 ///   uses).
 ///
@@ -122,10 +125,10 @@ impl CachedCtr {
     pub const fn new(ctr: CtrEl0) -> Self {
         let (d, i) = (ctr.dcache_line(), ctr.icache_line());
         let min = if d < i { d } else { i };
-        let plain = if d == i && !ctr.idc() && !ctr.dic() {
-            Self::PLAIN
-        } else {
-            0
+        let plain = match (d == i && !ctr.dic(), ctr.idc()) {
+            (true, false) => Self::PLAIN,
+            (true, true) => Self::IDC_ONLY,
+            (false, _) => 0,
         };
         let log2 = (min.trailing_zeros() as u64) << Self::LOG2_SHIFT;
         CachedCtr((ctr.0 & Self::CTR_FIELDS) | plain | log2 | ((min as u64) << 32))
@@ -143,13 +146,15 @@ impl CachedCtr {
 
     /// Bit 30: same line sizes, neither `IDC` nor `DIC`.
     const PLAIN: u64 = 1 << 30;
+    /// Bit 10: same line sizes, `IDC` but not `DIC`.
+    const IDC_ONLY: u64 = 1 << 10;
     /// Bits 9:4: log2 of the smaller line size.
     const LOG2_SHIFT: u32 = 4;
     const LOG2_MASK: u64 = 0x3f << Self::LOG2_SHIFT;
     /// The register's bits this keeps: 31:0 but for the RES0 bits used above.
-    const CTR_FIELDS: u64 = 0xffff_ffff & !Self::PLAIN & !Self::LOG2_MASK;
+    const CTR_FIELDS: u64 = 0xffff_ffff & !Self::PLAIN & !Self::IDC_ONLY & !Self::LOG2_MASK;
 
-    /// The register's fields (bits 31:0; bits 30 and 9:4, RES0, as 0).
+    /// The register's fields (bits 31:0; bits 30 and 10:4, RES0, as 0).
     ///
     /// ```
     /// use icache::plan::{CachedCtr, CtrEl0};
@@ -203,7 +208,29 @@ impl CachedCtr {
     /// ```
     #[inline(always)]
     pub const fn plain_walk(self, span: Span) -> Option<LineWalk> {
-        if !self.plain() {
+        self.walk_if(Self::PLAIN, span)
+    }
+
+    /// As [`plain_walk`](Self::plain_walk) for cores with `IDC` (no clean needed) but not `DIC`
+    /// and lines of one size: the walk of the invalidation, or `None`.
+    ///
+    /// ```
+    /// use icache::plan::{CachedCtr, CtrEl0, Span};
+    /// let s = Span::new(0x1030, 0x20).unwrap().unwrap();
+    /// let idc = CachedCtr::new(CtrEl0(0x9444_c004));
+    /// assert_eq!(idc.idc_walk(s).unwrap().count(), 2);
+    /// assert!(idc.plain_walk(s).is_none());
+    /// assert!(CachedCtr::new(CtrEl0(0x8444_c004)).idc_walk(s).is_none());
+    /// assert!(CachedCtr::new(CtrEl0(0xb444_c004)).idc_walk(s).is_none()); // DIC too
+    /// ```
+    #[inline(always)]
+    pub const fn idc_walk(self, span: Span) -> Option<LineWalk> {
+        self.walk_if(Self::IDC_ONLY, span)
+    }
+
+    #[inline(always)]
+    const fn walk_if(self, bit: u64, span: Span) -> Option<LineWalk> {
+        if self.0 & bit == 0 {
             return None;
         }
         let log2 = ((self.0 & Self::LOG2_MASK) >> Self::LOG2_SHIFT) as u32;

@@ -141,8 +141,8 @@ proptest! {
 
     #[test]
     fn cached_ctr_keeps_every_field_but_the_res0_bits_it_uses(raw in any::<u32>()) {
-        // Bit 30 and bits 9:4 are RES0 in the register; the cache keeps everything else.
-        let raw = u64::from(raw) & !(1 << 30) & !(0x3f << 4);
+        // Bit 30 and bits 10:4 are RES0 in the register; the cache keeps everything else.
+        let raw = u64::from(raw) & !(1 << 30) & !(0x7f << 4);
         let cached = CachedCtr::new(CtrEl0(raw));
         prop_assert_eq!(cached.ctr(), CtrEl0(raw));
         prop_assert!(cached.is_read());
@@ -173,6 +173,13 @@ proptest! {
                 prop_assert_eq!(w.step(), cached.min_line());
             }
             None => prop_assert!(!cached.plain()),
+        }
+        match cached.idc_walk(s) {
+            Some(w) => {
+                prop_assert!(dline == iline && idc && !dic);
+                prop_assert_eq!(w, LineWalk::new(s, dline));
+            }
+            None => prop_assert!(!(dline == iline && idc && !dic)),
         }
         prop_assert!(CachedCtr::NOT_READ.plain_walk(s).is_none());
         let both_one = LineWalk::new(s, dline).count() == 1 && LineWalk::new(s, iline).count() == 1;

@@ -132,21 +132,20 @@ pub unsafe fn clear_range(span: Span) -> Result<(), Error> {
 
 /// A span over more than one line: out of line, so that the one-line path inlined into the
 /// caller needs no stack frame (a call in its middle would give it one) and this is a tail call.
-/// Most cores take the first branch: one bit says the line sizes are equal and both walks run.
+/// Most cores take [`sync_packed`]: one bit says the line sizes are equal and which walks run.
 ///
 /// # Safety
 /// Every byte of the span is mapped readable.
 #[inline(never)]
 unsafe fn clear_lines(span: Span, cached: CachedCtr) {
-    match cached.plain_walk(span) {
+    // SAFETY: forwarded from `clear_range`.
+    if !unsafe { sync_packed(span, cached) } {
         // SAFETY: forwarded from `clear_range`.
-        Some(walk) => unsafe { sync_plain(span, walk, cached.min_line()) },
-        // SAFETY: forwarded from `clear_range`.
-        None => unsafe { clear_lines_other(span, cached) },
+        unsafe { clear_lines_other(span, cached) };
     }
 }
 
-/// The first call of the process, and cores with `IDC`, `DIC` or lines of two sizes.
+/// The first call of the process, and cores with `DIC` or lines of two sizes.
 ///
 /// # Safety
 /// Every byte of the span is mapped readable.
@@ -163,21 +162,52 @@ unsafe fn clear_lines_other(span: Span, cached: CachedCtr) {
 /// nothing.
 const BOTH_WALKS: CtrEl0 = CtrEl0(0);
 
-/// The sequence where both walks run over the same lines: two lines without a walk (a short stub
-/// or patch across a line boundary), more in one block of assembly.
+/// A register value with `IDC` and not `DIC`: [`sequence`] with it only invalidates.
+const ONLY_INVALIDATE: CtrEl0 = CtrEl0(1 << 28);
+
+/// The sequence over the lines of one size a span touches: two lines without a walk (a short
+/// stub or patch across a line boundary), more in one block of assembly. `ctr` says which walks
+/// the two-line form runs, `block` is the matching block: [`BOTH_WALKS`] with
+/// [`arch::sync_lines`], or [`ONLY_INVALIDATE`] with [`arch::sync_lines_idc`].
 ///
 /// # Safety
 /// Every byte of the span is mapped readable; `walk` is its walk, `line` (the packed size, one
 /// shift away, where `walk.step()` takes two instructions) its step.
 #[inline(always)]
-unsafe fn sync_plain(span: Span, walk: LineWalk, line: usize) {
+unsafe fn sync_one_size(
+    span: Span,
+    walk: LineWalk,
+    line: usize,
+    ctr: CtrEl0,
+    block: unsafe fn(usize, usize, usize),
+) {
     if walk.more() == 1 {
         // SAFETY: forwarded from the caller; the span's last byte is in its second line.
-        unsafe { sync_two_lines(walk.first(), span.last(), BOTH_WALKS) };
+        unsafe { sync_two_lines(walk.first(), span.last(), ctr) };
     } else {
         // SAFETY: forwarded from the caller.
-        unsafe { arch::sync_lines(walk.first(), walk.more(), line) };
+        unsafe { block(walk.first(), walk.more(), line) };
     }
+}
+
+/// The fast paths, where one packed bit says the lines are of one size and which walks run.
+/// `false` for the first call of the process and for cores with `DIC` or two line sizes.
+///
+/// # Safety
+/// Every byte of the span is mapped readable.
+#[inline(always)]
+unsafe fn sync_packed(span: Span, cached: CachedCtr) -> bool {
+    let line = cached.min_line();
+    if let Some(walk) = cached.plain_walk(span) {
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_one_size(span, walk, line, BOTH_WALKS, arch::sync_lines) };
+    } else if let Some(walk) = cached.idc_walk(span) {
+        // SAFETY: forwarded from the caller.
+        unsafe { sync_one_size(span, walk, line, ONLY_INVALIDATE, arch::sync_lines_idc) };
+    } else {
+        return false;
+    }
+    true
 }
 
 /// The Arm ARM sequence for one span. Where the D- and I-lines have the same size (most cores)
@@ -187,10 +217,11 @@ unsafe fn sync_plain(span: Span, walk: LineWalk, line: usize) {
 /// Every byte of the span is mapped readable.
 #[inline(always)]
 unsafe fn sync_span(span: Span, cached: CachedCtr) {
-    if let Some(walk) = cached.plain_walk(span) {
-        // SAFETY: forwarded from the caller.
-        unsafe { sync_plain(span, walk, cached.min_line()) };
-    } else if !cached.same_lines() {
+    // SAFETY: forwarded from the caller.
+    if unsafe { sync_packed(span, cached) } {
+        return;
+    }
+    if !cached.same_lines() {
         // SAFETY: forwarded from the caller.
         unsafe { sync_span_two_sizes(span, cached.ctr()) };
     } else if cached.two_lines(span) {
