@@ -206,7 +206,9 @@ fn run(args: &[String]) -> Result<(), String> {
         .collect();
 
     // One warm-up call (reads CTR_EL0, resolves PLT entries, registers membarrier), then the
-    // loop: both runs of a pair do the warm-up, so it cancels.
+    // loop: both runs of a pair do the warm-up, so it cancels. The plugin counts only between
+    // the markers.
+    icache_benches::marker();
     match op.as_str() {
         "clear" => {
             let f = black_box(clear_fn(imp)?);
@@ -252,6 +254,7 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         _ => return Err(format!("unknown op {op}; {usage}")),
     }
+    icache_benches::marker();
     drop(buf);
     Ok(())
 }

@@ -33,7 +33,10 @@ fn arg(args: &[String], i: usize, default: Option<usize>) -> Result<usize, Strin
 /// One call to warm up, then `reps` calls; generic so that the loop holds nothing but the call.
 /// The calls' arguments pass through `black_box` so that, as in a JIT, nothing about them is
 /// known in advance or hoisted out of the loop.
+/// Starts the window the plugin counts ([`icache_benches::marker`]); `run` ends it after
+/// `cache_info`, so that every `CTR_EL0` read of the process is inside.
 fn repeat(reps: usize, f: impl Fn() -> Result<(), icache::Error>) -> Result<(), icache::Error> {
+    icache_benches::marker();
     f()?;
     for _ in 0..reps {
         f()?;
@@ -74,6 +77,7 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     .map_err(|e| format!("{op}: {e}"))?;
     println!("{:?}", icache::cache_info());
+    icache_benches::marker();
     Ok(())
 }
 
