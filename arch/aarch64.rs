@@ -102,8 +102,9 @@ macro_rules! walk_lines {
     };
 }
 
-/// The whole Arm ARM sequence over `1 + more` lines of `line` bytes from `first`, the same lines
-/// in both caches: `dc cvau` on each, `dsb ish`, `ic ivau` on each (walked back down, from where
+/// The whole Arm ARM sequence over `1 + more` lines of `line` bytes from the one that holds
+/// `first` (any address in it: each instruction acts on the line holding its address), the same
+/// lines in both caches: `dc cvau` on each, `dsb ish`, `ic ivau` on each (walked back down, from where
 /// the first walk ended, so no register is copied), `dsb ish`, `isb`. One block, so the
 /// compiler keeps nothing live across the barriers and the walks share their registers.
 ///

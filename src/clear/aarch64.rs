@@ -181,12 +181,16 @@ unsafe fn sync_one_size(
     ctr: CtrEl0,
     block: unsafe fn(usize, usize, usize),
 ) {
+    // From the span's start rather than its first line's: `dc cvau` and `ic ivau` act on the
+    // line that holds the address (Arm ARM, "Data cache maintenance instructions"), and
+    // `start + k * line` lies in the span's k-th line for k = 0..=more (the last of them may
+    // pass the span's end within its last line, which is mapped), so no alignment is needed.
     if walk.more() == 1 {
-        // SAFETY: forwarded from the caller; the span's last byte is in its second line.
-        unsafe { sync_two_lines(walk.first(), span.last(), ctr) };
+        // SAFETY: forwarded from the caller: the lines of the span's first and last bytes.
+        unsafe { sync_two_lines(span.start(), span.last(), ctr) };
     } else {
-        // SAFETY: forwarded from the caller.
-        unsafe { block(walk.first(), walk.more(), line) };
+        // SAFETY: forwarded from the caller; every address walked is in one of its lines.
+        unsafe { block(span.start(), walk.more(), line) };
     }
 }
 
