@@ -63,9 +63,11 @@ fi
 suites_aarch64=${KERNELS_SUITES_AARCH64:-bookworm}
 suites_riscv64=${KERNELS_SUITES_RISCV64:-trixie forky sid}
 
-# Sets $deb to a verified .deb of the newest kernel image of a Debian arch in one suite.
+# Sets $debs to verified .debs of the newest kernel image of a Debian arch in one suite: the
+# linux-image package, and from Linux 7 on the linux-binary (Image) and linux-base (config)
+# packages it depends on.
 fetch_kernel_deb() { # debarch suite dir
-  local arch=$1 suite=$2 dir=$3 meta=linux-image-$1 index pkg stanza file sha
+  local arch=$1 suite=$2 dir=$3 meta=linux-image-$1 index pkg stanza file sha deb
   local lists=$work/lists/$suite
   ci_release "$lists" "$suite" && ci_index "$lists" "$suite" "main/binary-$arch/Packages" ||
     return 1
@@ -73,27 +75,44 @@ fetch_kernel_deb() { # debarch suite dir
   say "$suite: InRelease signature good, $arch Packages index matches it (by-hash)"
   pkg=$(ci_stanza "$index" "$meta" | sed -nE 's/^Depends: (.*, )?(linux-image-[^ ,]+).*/\2/p')
   [ -n "$pkg" ] || { say "$suite: no $meta in the $arch index"; return 1; }
-  stanza=$(ci_stanza "$index" "$pkg")
-  file=$(sed -n 's/^Filename: //p' <<<"$stanza")
-  sha=$(sed -n 's/^SHA256: //p' <<<"$stanza")
-  if [ -z "$file" ] || [ -z "$sha" ]; then
-    say "$suite: no Filename/SHA256 for $pkg"
-    return 1
-  fi
-  say "downloading $(basename "$file") (SHA256 $sha from the signed $suite index)"
-  deb=$dir/$(basename "$file")
-  ci_download "$(ci_mirror)/$file" "$deb" "$sha" || return 1
-  deb_sha=$sha deb_suite=$suite
+  local pkgs=("$pkg")
+  mapfile -t -O 1 pkgs < <(ci_stanza "$index" "$pkg" | sed -n 's/^Depends: //p' | tr ',' '\n' |
+    sed -nE 's/^ *(linux-(binary|base)-[^ ]+).*/\1/p')
+  debs=() deb_sha=""
+  for pkg in "${pkgs[@]}"; do
+    stanza=$(ci_stanza "$index" "$pkg")
+    file=$(sed -n 's/^Filename: //p' <<<"$stanza")
+    sha=$(sed -n 's/^SHA256: //p' <<<"$stanza")
+    if [ -z "$file" ] || [ -z "$sha" ]; then
+      say "$suite: no Filename/SHA256 for $pkg"
+      return 1
+    fi
+    say "downloading $(basename "$file") (SHA256 $sha from the signed $suite index)"
+    deb=$dir/$(basename "$file")
+    ci_download "$(ci_mirror)/$file" "$deb" "$sha" || return 1
+    debs+=("$deb")
+    deb_sha+="${deb_sha:+, }$(basename "$file") $sha"
+  done
+  deb_suite=$suite
 }
 
 # Leaves a kernel image that qemu 7.2's -kernel accepts at $out: plain arm64/riscv Image.
 # Debian ships arm64 either plain or as an EFI zboot (compressed payload inside a PE
 # file), and some builds gzip it; riscv64's is a plain Image with a PE header.
-unpack_kernel() {
-  local deb=$1 out=$2 tmp=$2.d img magic
+# Returns non-zero when the packages hold no kernel Image.
+unpack_kernel() { # out deb...
+  local out=$1 tmp=$1.d img magic deb members
+  shift
   rm -rf "$tmp" && mkdir -p "$tmp"
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards './boot/vmlinu*' './boot/config-*'
-  img=$(ls "$tmp"/boot/vmlinu* | head -n 1)
+  # Debian 13 and older: /boot/vmlinu* and /boot/config-*; later: /usr/lib/modules/<v>/.
+  for deb; do
+    members=$(dpkg-deb -c "$deb" | awk '{ print $NF }' |
+      grep -E '^\./(boot/(vmlinu|config-)|usr/lib/modules/[^/]+/(vmlinu[xz]|config)$)' || true)
+    # shellcheck disable=SC2086 # one member per word
+    [ -z "$members" ] || dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" $members || return 1
+  done
+  img=$(find "$tmp" -name 'vmlinu*' -type f | head -n 1)
+  [ -n "$img" ] || { say "no vmlinu* in $*"; return 1; }
   magic=$(head -c 2 "$img" | od -An -tx1 | tr -d ' \n')
   if [ "$magic" = 1f8b ]; then
     gzip -dc "$img" >"$out.raw"
@@ -107,7 +126,7 @@ unpack_kernel() {
     gzip) tail -c +"$((off + 1))" "$img" | head -c "$size" | gzip -dc >"$out.raw" ;;
     zstd | zstd22) tail -c +"$((off + 1))" "$img" | head -c "$size" | zstd -dc >"$out.raw" ;;
     xzkern | xz) tail -c +"$((off + 1))" "$img" | head -c "$size" | xz -dc >"$out.raw" ;;
-    *) die "unknown zboot compression '$comp' in $img" ;;
+    *) say "unknown zboot compression '$comp' in $img" && return 1 ;;
     esac
   else
     cp "$img" "$out.raw"
@@ -115,9 +134,9 @@ unpack_kernel() {
   # arm64 and riscv Images carry a magic at offset 56 ("ARMd" / "RSC\x05").
   case $(dd if="$out.raw" bs=1 skip=56 count=3 2>/dev/null | tr -d '\0') in
   ARM | RSC) ;;
-  *) die "$img did not unpack to a kernel Image" ;;
+  *) say "$img did not unpack to a kernel Image" && return 1 ;;
   esac
-  cp "$tmp"/boot/config-* "$out.config"
+  find "$tmp" \( -name 'config-*' -o -name config \) -type f -exec cp {} "$out.config" \;
   mv "$out.raw" "$out"
   rm -rf "$tmp"
 }
@@ -138,16 +157,16 @@ kernel_for() { # arch -> $img: a verified Image, cached with its SHA256
     return 0
   fi
   rm -f "$img" "$img.sha256" "$img.source"
-  deb=""
+  debs=()
   for suite in $suites; do
     fetch_kernel_deb "$debarch" "$suite" "$dir/deb" && break
     say "$suite: not used for $arch (its chain does not verify)"
-    deb=""
+    debs=()
   done
-  [ -n "$deb" ] || { say "$arch: no suite of '$suites' verifies: no $arch kernel is booted"; return 1; }
-  say "unpacking $(basename "$deb")"
-  unpack_kernel "$deb" "$img" || return 1
-  echo "$(basename "$deb") from $deb_suite, .deb SHA256 $deb_sha" >"$img.source"
+  [ ${#debs[@]} -gt 0 ] || { say "$arch: no suite of '$suites' verifies: no $arch kernel is booted"; return 1; }
+  say "unpacking ${debs[*]##*/}"
+  unpack_kernel "$img" "${debs[@]}" || return 1
+  echo "$deb_suite: $deb_sha" >"$img.source"
   (cd "$dir" && sha256sum Image >Image.sha256)
   # The .deb is big and no longer needed once the Image is cached.
   rm -f "$dir"/deb/*.deb
