@@ -42,7 +42,7 @@ live_patch=${KERNELS_LIVE_PATCH-multi_thread_publish,pinned_readers_see_every_pu
 ci_setup
 # zstd: some arm64 images are zstd-compressed EFI zboot payloads.
 ci_apt qemu-system-aarch64:qemu-system-arm qemu-system-riscv64:qemu-system-misc cpio:cpio \
-  jq:jq file:file gpgv:gpgv xz:xz-utils zstd:zstd "$CI_KEYRING:debian-archive-keyring"
+  jq:jq file:file xz:xz-utils zstd:zstd
 # qemu-system-data ships OpenSBI as `-bios default`; Debian's opensbi package is the
 # fallback when that file is missing.
 rv_bios=default

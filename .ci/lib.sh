@@ -26,7 +26,7 @@
 #
 #   ci_mirror                 the Debian mirror this machine's apt uses (CI_MIRROR overrides)
 #   ci_release DIR SUITE      DIR/Release: the suite's InRelease, signature checked with gpgv
-#                             against the Debian archive keyring
+#                             against the Debian archive keyring (both installed if missing)
 #   ci_index DIR SUITE PATH   DIR/<PATH with / as _>: the uncompressed index PATH (e.g.
 #                             main/binary-arm64/Packages) fetched by the SHA256 the signed
 #                             Release names (by-hash; .xz, .gz, then plain), hash checked
@@ -210,6 +210,7 @@ ci_download() { # url out sha256
 
 ci_release() { # dir suite
   local dir=$1 suite=$2 mirror
+  ci_apt gpgv:gpgv xz:xz-utils "$CI_KEYRING:debian-archive-keyring" || return 1
   mirror=$(ci_mirror)
   [ -n "$mirror" ] || { echo "== $CI_NAME: no Debian mirror in the apt sources (set CI_MIRROR)" >&2; return 1; }
   mkdir -p "$dir"

@@ -28,8 +28,8 @@ cache=${QEMU10_CACHE:-$HOME/.cache/icache}
 mkdir -p "$cache"
 
 # Build tools from Debian (the cross toolchains are ci_setup's business).
-ci_apt gpgv:gpgv ninja:ninja-build flex:flex bison:bison xz:xz-utils pkg-config:pkg-config \
-  python3:python3 patch:patch "$CI_KEYRING:debian-archive-keyring" libglib2.0-dev
+ci_apt ninja:ninja-build flex:flex bison:bison xz:xz-utils pkg-config:pkg-config \
+  python3:python3 patch:patch libglib2.0-dev
 python3 -c 'import venv, ensurepip' 2>/dev/null || ci_apt python3-venv
 mirror=$(ci_mirror)
 
