@@ -19,51 +19,47 @@
 #   COHERENCE_ONLY=selftest|crate|mutants|peers   run one part (after the build)
 #   COHERENCE_UPDATE=BENCHMARKS.md                 rewrite the checker's section there
 set -uo pipefail
-cd "$(dirname "$0")/.."
-. .ci/setup.sh
-export CARGO_TERM_COLOR=never
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init coherence
+ci_setup || { ci_fail "setup"; ci_summary; exit 1; }
 out=$PWD/target/coherence
 mkdir -p "$out"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "coherence: PASS $*"; }
-fail() { failed=$((failed + 1)); echo "coherence: FAIL $*"; }
 only=${COHERENCE_ONLY:-}
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 t0=$SECONDS
-qemu=$(bash .ci/qemu10.sh) || { echo "coherence: QEMU 10 build failed"; echo "coherence: 0 passed, 1 failed"; exit 1; }
-echo "== coherence: QEMU 10 at $qemu ($((SECONDS - t0)) s)"
+qemu=$(bash .ci/qemu10.sh) || { ci_fail "QEMU 10 build"; ci_summary; exit 1; }
+say "QEMU 10 at $qemu ($((SECONDS - t0)) s)"
 export QEMU10_PREFIX=$qemu
 # Builds the plugin (coherence-run does it when the source is newer).
-bash .ci/coherence-run --wrap-only --out "$out/probe" >/dev/null || { fail "plugin build"; }
+bash .ci/coherence-run --wrap-only --out "$out/probe" >/dev/null || ci_fail "plugin build"
 
 if want selftest; then
-  echo "== coherence: self-tests"
+  say "self-tests"
   aarch64-linux-gnu-gcc -O2 -Wall -Werror -static -pthread -o "$out/selftest-aarch64" tests/qemu-plugin/selftest.c &&
     riscv64-linux-gnu-gcc -O2 -Wall -Werror -static -pthread -o "$out/selftest-riscv64" tests/qemu-plugin/selftest.c ||
-    fail "self-test programs do not build"
+    ci_fail "self-test programs do not build"
   if python3 .ci/coherence.py selftest --run .ci/coherence-run \
     --aarch64 "$out/selftest-aarch64" --riscv64 "$out/selftest-riscv64"; then
-    pass "self-tests"
+    ci_pass "self-tests"
   else
-    fail "self-tests"
+    ci_fail "self-tests"
   fi
 fi
 
 # One model: the JIT tests and the example under the checker, zero findings required.
 crate_model() { # target cpu
-  local target=$1 cpu=$2 dir wrap runner arch
-  arch=${1%%-*}; arch=${arch%gc}
+  local target=$1 cpu=$2 dir wrap
   dir=$out/crate-$cpu
   rm -rf "$dir"
   wrap=$(bash .ci/coherence-run --cpu "$cpu" --out "$dir" --show 5 --wrap-only) || return 1
-  runner=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUNNER
-  echo "== coherence: $target -cpu $cpu: tests/jit.rs, tests/stress.rs, tests/dynasm.rs, examples/jit.rs"
+  ci_cross "$target"
+  say "$target -cpu $cpu: tests/jit.rs, tests/stress.rs, tests/dynasm.rs, examples/jit.rs"
   local status=0
-  env PATH="$wrap:$PATH" "$runner=$wrap/qemu-$arch" \
+  env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU" \
     cargo test -q --target "$target" --test jit --test stress --test dynasm || status=1
-  env PATH="$wrap:$PATH" "$runner=$wrap/qemu-$arch" \
+  env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU" \
     cargo run -q --example jit --target "$target" >/dev/null || status=1
   python3 .ci/coherence.py summarize "$dir" --min-checked 1000 | tail -n 4 || status=1
   return "$status"
@@ -74,16 +70,16 @@ if want crate; then
   cargo test -q --no-run --target aarch64-unknown-linux-gnu --test jit --test stress --test dynasm
   cargo test -q --no-run --target riscv64gc-unknown-linux-gnu --test jit --test stress --test dynasm
   for cpu in max cortex-a53 a64fx neoverse-n2; do
-    if crate_model aarch64-unknown-linux-gnu "$cpu"; then pass "crate on aarch64 $cpu"; else fail "crate on aarch64 $cpu"; fi
+    if crate_model aarch64-unknown-linux-gnu "$cpu"; then ci_pass "crate on aarch64 $cpu"; else ci_fail "crate on aarch64 $cpu"; fi
   done
   # The QEMU built here accepts the RISC-V prctl (.ci/qemu-patches/), so the crate takes its
   # fence.i path; the mutants below also check the system-call path.
   if ICACHE_EXPECT_RISCV_PATH=fence.i crate_model riscv64gc-unknown-linux-gnu rv64; then
-    pass "crate on riscv64 (fence.i path)"
+    ci_pass "crate on riscv64 (fence.i path)"
   else
-    fail "crate on riscv64 (fence.i path)"
+    ci_fail "crate on riscv64 (fence.i path)"
   fi
-  echo "== coherence: crate under the checker in $((SECONDS - t)) s"
+  say "crate under the checker in $((SECONDS - t)) s"
 fi
 
 # One mutant: sed EXPR applied to FILE in a fresh copy of the crate; tests/jit.rs under the
@@ -91,21 +87,20 @@ fi
 # folder: cargo judges freshness by the paths and times of the sources it last built. One test
 # at a time: another test's membarrier would synchronise every thread and could hide a defect.
 mutant() { # name target cpu file sed-expr class
-  local name=$1 target=$2 cpu=$3 file=$4 expr=$5 class=$6 m=$out/mutant dir wrap runner arch
-  arch=${target%%-*}; arch=${arch%gc}
+  local name=$1 target=$2 cpu=$3 file=$4 expr=$5 class=$6 m=$out/mutant dir wrap
   rm -rf "$m/src" "$m/arch" "$m/tests" "$m/examples" "$m/benches"
   mkdir -p "$m"
   cp -r Cargo.toml Cargo.lock .cargo src arch tests examples benches "$m/"
   sed -i "$expr" "$m/$file"
   if cmp -s "$file" "$m/$file"; then
-    fail "mutant $name: the edit did not apply to $file"
+    ci_fail "mutant $name: the edit did not apply to $file"
     return
   fi
   dir=$out/mutant-$name
   rm -rf "$dir"
   wrap=$(bash .ci/coherence-run --cpu "$cpu" --out "$dir" --show 0 --wrap-only)
-  runner=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUNNER
-  (cd "$m" && env PATH="$wrap:$PATH" "$runner=$wrap/qemu-$arch" CARGO_TARGET_DIR="$PWD/target" \
+  ci_cross "$target"
+  (cd "$m" && env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU" CARGO_TARGET_DIR="$PWD/target" \
     cargo test -q --target "$target" --test jit -- --test-threads=1 >"$dir.log" 2>&1) || true
   local got
   got=$(python3 .ci/coherence.py summarize "$dir" | tail -n 1)
@@ -113,24 +108,24 @@ mutant() { # name target cpu file sed-expr class
     # A forced path rather than a defect: it must be clean, and must have run.
     if grep -q ' 0 findings' <<<"$got" && grep -q 'test result: ok' "$dir.log" &&
       ! grep -q 'FAILED' "$dir.log"; then
-      pass "variant $name clean on $cpu: ${got#coherence: }"
+      ci_pass "variant $name clean on $cpu: ${got#coherence: }"
     else
-      fail "variant $name on $cpu: ${got#coherence: }"
+      ci_fail "variant $name on $cpu: ${got#coherence: }"
       tail -n 20 "$dir.log"
     fi
     return
   fi
   if grep -q "$class=" <<<"$got"; then
-    pass "mutant $name caught on $cpu: ${got#coherence: }"
+    ci_pass "mutant $name caught on $cpu: ${got#coherence: }"
   else
-    fail "mutant $name NOT caught on $cpu (expected $class): ${got#coherence: }"
+    ci_fail "mutant $name NOT caught on $cpu (expected $class): ${got#coherence: }"
     tail -n 20 "$dir.log"
   fi
 }
 
 if want mutants; then
   t=$SECONDS
-  echo "== coherence: mutants of the crate"
+  say "mutants of the crate"
   # The edits reach every path (one line, two lines, a walk, a batch): the instructions in
   # arch/, or the barriers of the one `sequence` in src/clear/aarch64.rs and of the one block
   # that walks both caches of most cores (`sync_lines` in arch/aarch64.rs).
@@ -165,33 +160,32 @@ if want mutants; then
     '/^        crate::arch::fence_i();$/d' no-fence-i
   mutant local-fence-i-nothing riscv64gc-unknown-linux-gnu rv64 src/local/riscv_linux.rs \
     '/^            crate::arch::fence_i();$/d' fence-i-other-hart
-  echo "== coherence: mutants in $((SECONDS - t)) s"
+  say "mutants in $((SECONDS - t)) s"
 fi
 
 if want peers; then
   t=$SECONDS
-  echo "== coherence: peers"
+  say "peers"
   if (cd benches/coherence-peers && cargo fmt --check &&
     for target in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
       cargo clippy -q --release --ignore-rust-version --target "$target" -- -D warnings &&
         cargo build -q --release --ignore-rust-version --target "$target" || exit 1
     done); then
-    pass "peers program builds, formatted and lint-clean"
+    ci_pass "peers program builds, formatted and lint-clean"
   else
-    fail "peers program build, format or lint"
+    ci_fail "peers program build, format or lint"
   fi
   bin=benches/coherence-peers/target
   if python3 .ci/coherence.py peers --run .ci/coherence-run \
     --aarch64 "$bin/aarch64-unknown-linux-gnu/release/coherence-peers" \
     --riscv64 "$bin/riscv64gc-unknown-linux-gnu/release/coherence-peers" \
     --markdown "$out/peers.md" ${COHERENCE_UPDATE:+--update "$COHERENCE_UPDATE"}; then
-    pass "peers table matches the known defects"
+    ci_pass "peers table matches the known defects"
   else
-    fail "peers table"
+    ci_fail "peers table"
   fi
-  echo "== coherence: peers in $((SECONDS - t)) s"
+  say "peers in $((SECONDS - t)) s"
 fi
 
-echo "== coherence: stage took $((SECONDS - t0)) s"
-echo "coherence: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+say "stage took $((SECONDS - t0)) s"
+ci_summary

@@ -5,42 +5,27 @@
 # membarrier system calls with strace to show the steady state costs one call per flush and a
 # refused mechanism is remembered (no calls at all).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-for tool in gcc strace timeout qemu-aarch64 qemu-riscv64; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "== faults: $tool missing, running .ci/setup.sh"
-    # shellcheck source=setup.sh
-    source .ci/setup.sh
-    break
-  fi
-done
-
-pass=0
-fail=0
-ok() { echo "PASS $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init faults
+ci_setup
 
 out=target/faults
 mkdir -p "$out"
-echo "== faults: building the seccomp launcher"
+say "building the seccomp launcher"
 gcc -O2 -std=c11 -Wall -Wextra -Werror -o "$out/inject" tests/seccomp/inject.c
 
-# Runners as in .cargo/config.toml; the binaries are dynamically linked against the cross libc.
+# The qemu-user runners of .ci/lib.sh; the binaries are dynamically linked against the cross libc.
 targets=(host aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu)
-declare -A runner=(
-  [host]=""
-  [aarch64-unknown-linux-gnu]="qemu-aarch64 -L /usr/aarch64-linux-gnu"
-  [riscv64gc-unknown-linux-gnu]="qemu-riscv64 -L /usr/riscv64-linux-gnu"
-)
+declare -A runner=([host]="")
 declare -A bin
 for t in "${targets[@]}"; do
-  echo "== faults: building tests/faults.rs for $t"
+  say "building tests/faults.rs for $t"
   target_arg=()
-  [ "$t" = host ] || target_arg=(--target "$t")
+  [ "$t" = host ] || { target_arg=(--target "$t") && ci_cross "$t" && runner[$t]=$CI_RUNNER; }
   exe=$(cargo test --test faults --no-run --message-format=json "${target_arg[@]}" |
     grep -o '"executable":"[^"]*/faults-[^"]*"' | tail -n 1 | cut -d'"' -f4)
-  [ -x "$exe" ] || { echo "faults: no test binary for $t" >&2; exit 1; }
+  [ -x "$exe" ] || die "no test binary for $t"
   bin[$t]=$exe
 done
 
@@ -61,9 +46,9 @@ for t in "${targets[@]}"; do
     for name in "${tests[@]}"; do
       log=$(run "$t" "$mode" --exact "$name" 2>&1) && rc=0 || rc=$?
       if [ "$rc" = 0 ] && grep -q "test result: ok. 1 passed" <<<"$log"; then
-        ok "$t $mode $name"
+        ci_pass "$t $mode $name"
       else
-        bad "$t $mode $name (exit $rc$([ "$rc" = 124 ] && echo ': timed out'))"
+        ci_fail "$t $mode $name (exit $rc$([ "$rc" = 124 ] && echo ': timed out'))"
         sed 's/^/    /' <<<"$log" | tail -n 25
       fi
     done
@@ -94,12 +79,11 @@ for t in "${targets[@]}"; do
     if c1=$(count_membarrier "$t" "$mode" $k1) && c2=$(count_membarrier "$t" "$mode" $k2); then
       want=$(((k2 - k1) * per_call))
       line="$t $mode: membarrier calls $c1 for $k1 flushes, $c2 for $k2: difference $((c2 - c1)), expected $want"
-      if [ $((c2 - c1)) = "$want" ]; then ok "$line"; else bad "$line"; fi
+      if [ $((c2 - c1)) = "$want" ]; then ci_pass "$line"; else ci_fail "$line"; fi
     else
-      bad "$t $mode: strace run failed"
+      ci_fail "$t $mode: strace run failed"
     fi
   done
 done
 
-echo "faults: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+ci_summary

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the crate's test binaries on Debian's own Linux kernels under full-system qemu:
-# AArch64 with Debian 12's arm64 kernel, RISC-V with Debian 13's riscv64 kernel.
+# AArch64 with Debian 12's arm64 kernel, RISC-V with the riscv64 kernel of the first suite of
+# Debian 13 or later whose signature chain verifies (see kernel_for).
 # qemu-user hides missing cache maintenance and fakes riscv_flush_icache; a real kernel
 # does neither.
 #
@@ -13,7 +14,9 @@
 #   KERNELS_TIMEOUT=600               seconds per boot
 #   KERNELS_TEST_THREADS=2            --test-threads inside the guest
 #   KERNELS_REFRESH=1                 fetch the kernels again even when cached
-#   KERNELS_MIRROR=URI                Debian mirror; default: the one this machine's apt uses
+#   CI_MIRROR=URI                     Debian mirror; default: the one this machine's apt uses
+#   KERNELS_SUITES_AARCH64=bookworm   suites to take each kernel from, first that verifies
+#   KERNELS_SUITES_RISCV64="trixie forky sid"
 #   KERNELS_LIVE_PATCH=multi_thread_publish,pinned_readers_see_every_publish
 #                                     tests that rewrite code other vCPUs run: they run in
 #                                     a second boot with single-threaded TCG (see boot_for)
@@ -22,16 +25,13 @@
 #                                     report it only)
 # Downloads and build products live under target/kernels/ (never committed).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init kernels
 root=$PWD
 work=$root/target/kernels
 mkdir -p "$work"
 start_all=$(date +%s)
-say() { echo "== kernels: $*"; }
-die() {
-  echo "== kernels: error: $*" >&2
-  exit 1
-}
 
 arches=${KERNELS_ARCHES:-aarch64 riscv64}
 timeout_s=${KERNELS_TIMEOUT:-600}
@@ -39,145 +39,80 @@ threads=${KERNELS_TEST_THREADS:-2}
 live_patch=${KERNELS_LIVE_PATCH-multi_thread_publish,pinned_readers_see_every_publish}
 
 # ---- tools (installed only when missing) ------------------------------------------------
-need=()
-have() { command -v "$1" >/dev/null 2>&1; }
-have qemu-system-aarch64 || need+=(qemu-system-arm)
-have qemu-system-riscv64 || need+=(qemu-system-misc)
-have cpio || need+=(cpio)
-have jq || need+=(jq)
-have file || need+=(file)
-have gpgv || need+=(gpgv)
-have xz || need+=(xz-utils)
-have zstd || need+=(zstd) # some arm64 images are zstd-compressed EFI zboot payloads
-have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu)
-have riscv64-linux-gnu-gcc || need+=(gcc-riscv64-linux-gnu)
-[ -e /usr/aarch64-linux-gnu/lib/libc.a ] || need+=(libc6-dev-arm64-cross)
-[ -e /usr/riscv64-linux-gnu/lib/libc.a ] || need+=(libc6-dev-riscv64-cross)
-[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  say "installing ${need[*]}"
-  # Other jobs may hold the dpkg lock for a while: wait instead of failing.
-  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends "${need[@]}" >/dev/null
-fi
+ci_setup
+# zstd: some arm64 images are zstd-compressed EFI zboot payloads.
+ci_apt qemu-system-aarch64:qemu-system-arm qemu-system-riscv64:qemu-system-misc cpio:cpio \
+  jq:jq file:file xz:xz-utils zstd:zstd
 # qemu-system-data ships OpenSBI as `-bios default`; Debian's opensbi package is the
 # fallback when that file is missing.
 rv_bios=default
 if [ ! -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ]; then
-  fw=/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin
-  if [ ! -e "$fw" ]; then
-    say "installing opensbi"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-      --no-install-recommends opensbi >/dev/null
-  fi
-  rv_bios=$fw
+  rv_bios=/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin
+  ci_apt "$rv_bios:opensbi"
 fi
-rustup target add aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu >/dev/null 2>&1 || true
 
 # ---- kernels ----------------------------------------------------------------------------
-# shellcheck source=debian-mirror.sh
-. .ci/debian-mirror.sh
-mirror=${KERNELS_MIRROR:-$(find_mirror | head -n 1)}
-mirror=${mirror%/}
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+# The chain of trust fails closed: the suite's InRelease must verify against Debian's archive
+# keyring (gpgv), the Packages index is fetched by the SHA256 that InRelease names (by-hash, so
+# a mirror's stale plain index cannot get in the way), and the .deb must match the SHA256 in
+# that index. A suite whose chain does not verify is not used; when no suite of an arch
+# verifies, that arch fails the stage and nothing from the network runs.
+# Suites in order of preference: riscv64 wants Linux 6.10+ (the fence.i prctl), which trixie
+# (6.12) and later carry. Measured 2026-11-24: this machine's mirror serves trixie's riscv64
+# index neither by hash (404) nor matching its InRelease; forky's and sid's verify.
+suites_aarch64=${KERNELS_SUITES_AARCH64:-bookworm}
+suites_riscv64=${KERNELS_SUITES_RISCV64:-trixie forky sid}
 
-# Private apt state: nothing of the machine's own apt configuration changes.
-apt_dir=$work/apt
-aptopts=(
-  -o APT::Architecture=arm64 -o APT::Architectures::=arm64 -o APT::Architectures::=riscv64
-  -o Dir::State::Lists="$apt_dir/lists" -o Dir::State::status=/dev/null
-  -o Dir::Cache="$apt_dir/cache" -o Dir::Etc::SourceList="$apt_dir/sources.list"
-  -o Dir::Etc::SourceParts="$apt_dir/empty" -o Dir::Etc::Preferences=/dev/null
-  -o Dir::Etc::PreferencesParts="$apt_dir/empty" -o APT::Sandbox::User=root
-  -o Acquire::Languages=none
-)
-apt_updated=0
-apt_update() {
-  [ "$apt_updated" = 1 ] && return 0
-  [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt sources (set KERNELS_MIRROR)"
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/empty"
-  {
-    echo "deb [arch=arm64 signed-by=$keyring] $mirror bookworm main"
-    echo "deb [arch=riscv64 signed-by=$keyring] $mirror trixie main"
-  } >"$apt_dir/sources.list"
-  say "apt-get update (private lists: bookworm arm64, trixie riscv64)"
-  # A release whose index does not match its signed Release file is dropped by apt;
-  # fetch_unverified_index below reports and handles that case.
-  apt-get "${aptopts[@]}" update -qq >"$apt_dir/update.log" 2>&1 || true
-  grep -E '^(E|W):' "$apt_dir/update.log" | sed 's/^/   apt: /' | head -n 5 || true
-  apt_updated=1
-}
-
-# Results of the helpers below go to globals (not stdout) so that `die` ends the script
-# and state such as apt_updated survives.
-#
-# When apt rejected the index (seen here: the mirror served a riscv64 Packages file whose
-# size and hash differ from the signed InRelease), fetch the InRelease, check its
-# signature with gpgv, fetch the index and compare its hash. A mismatch is reported loudly
-# and the kernel package is then checked against that index's SHA256 only.
-index_file() { # suite arch -> $packages: an uncompressed Packages file
-  local suite=$1 arch=$2 dir=$apt_dir/manual/$suite
-  mkdir -p "$dir"
-  /usr/lib/apt/apt-helper download-file "$mirror/dists/$suite/InRelease" "$dir/InRelease" >/dev/null 2>&1 ||
-    die "cannot fetch $suite InRelease"
-  gpgv --keyring "$keyring" "$dir/InRelease" >/dev/null 2>&1 || die "$suite InRelease: bad signature"
-  /usr/lib/apt/apt-helper download-file "$mirror/dists/$suite/main/binary-$arch/Packages.xz" \
-    "$dir/Packages.xz" >/dev/null 2>&1 || die "cannot fetch $suite $arch Packages.xz"
-  local want got
-  want=$(awk -v p="main/binary-$arch/Packages.xz" '/^SHA256:/ { s = 1; next } /^[^ ]/ { s = 0 }
-    s && $3 == p { print $1 }' "$dir/InRelease")
-  got=$(sha256sum "$dir/Packages.xz" | cut -d' ' -f1)
-  if [ "$want" = "$got" ]; then
-    say "$suite $arch index verified against the signed InRelease"
-  else
-    say "WARNING: $suite $arch Packages.xz from the mirror does not match the signed InRelease"
-    say "WARNING: (InRelease sha256 ${want:-none}, served $got); the kernel package is checked"
-    say "WARNING: only against the hash in that unverified index"
-  fi
-  xz -dc "$dir/Packages.xz" >"$dir/Packages"
-  packages=$dir/Packages
-}
-
-# Sets $deb to a downloaded .deb of the newest kernel image for a Debian arch and suite.
-fetch_kernel_deb() {
-  local arch=$1 suite=$2 dir=$3 meta=linux-image-$1 pkg
-  apt_update
-  pkg=$(apt-cache "${aptopts[@]}" depends "$meta:$arch" 2>/dev/null |
-    awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }' || true)
-  if [ -n "$pkg" ]; then
-    say "apt-get download ${pkg%:*}:$arch"
-    (cd "$dir" && apt-get "${aptopts[@]}" download -qq "${pkg%:*}:$arch") ||
-      die "apt-get download $pkg:$arch failed"
-    deb=$(ls -t "$dir"/"${pkg%:*}"_*.deb | head -n 1)
-    return
-  fi
-  say "apt has no verified $suite $arch index; fetching it by hand"
-  local stanza file sha
-  index_file "$suite" "$arch"
-  pkg=$(awk -v RS= -v m="Package: $meta\n" 'index($0, m) == 1' "$packages" |
-    sed -nE 's/^Depends: (linux-image-[^ ,]+).*/\1/p' | head -n 1)
-  [ -n "$pkg" ] || die "no $meta in the $suite $arch index"
-  stanza=$(awk -v RS= -v m="Package: $pkg\n" 'index($0, m) == 1' "$packages")
-  file=$(sed -n 's/^Filename: //p' <<<"$stanza" | head -n 1)
-  sha=$(sed -n 's/^SHA256: //p' <<<"$stanza" | head -n 1)
-  [ -n "$file" ] && [ -n "$sha" ] || die "no Filename/SHA256 for $pkg"
-  say "downloading $(basename "$file")"
-  /usr/lib/apt/apt-helper download-file "$mirror/$file" "$dir/$(basename "$file")" "SHA256:$sha" \
-    >/dev/null 2>&1 || die "download of $pkg failed or its SHA256 did not match"
-  deb=$dir/$(basename "$file")
+# Sets $debs to verified .debs of the newest kernel image of a Debian arch in one suite: the
+# linux-image package, and from Linux 7 on the linux-binary (Image) and linux-base (config)
+# packages it depends on.
+fetch_kernel_deb() { # debarch suite dir
+  local arch=$1 suite=$2 dir=$3 meta=linux-image-$1 index pkg stanza file sha deb
+  local lists=$work/lists/$suite
+  ci_release "$lists" "$suite" && ci_index "$lists" "$suite" "main/binary-$arch/Packages" ||
+    return 1
+  index=$lists/main_binary-${arch}_Packages
+  say "$suite: InRelease signature good, $arch Packages index matches it (by-hash)"
+  pkg=$(ci_stanza "$index" "$meta" | sed -nE 's/^Depends: (.*, )?(linux-image-[^ ,]+).*/\2/p')
+  [ -n "$pkg" ] || { say "$suite: no $meta in the $arch index"; return 1; }
+  local pkgs=("$pkg")
+  mapfile -t -O 1 pkgs < <(ci_stanza "$index" "$pkg" | sed -n 's/^Depends: //p' | tr ',' '\n' |
+    sed -nE 's/^ *(linux-(binary|base)-[^ ]+).*/\1/p')
+  debs=() deb_sha=""
+  for pkg in "${pkgs[@]}"; do
+    stanza=$(ci_stanza "$index" "$pkg")
+    file=$(sed -n 's/^Filename: //p' <<<"$stanza")
+    sha=$(sed -n 's/^SHA256: //p' <<<"$stanza")
+    if [ -z "$file" ] || [ -z "$sha" ]; then
+      say "$suite: no Filename/SHA256 for $pkg"
+      return 1
+    fi
+    say "downloading $(basename "$file") (SHA256 $sha from the signed $suite index)"
+    deb=$dir/$(basename "$file")
+    ci_download "$(ci_mirror)/$file" "$deb" "$sha" || return 1
+    debs+=("$deb")
+    deb_sha+="${deb_sha:+, }$(basename "$file") $sha"
+  done
+  deb_suite=$suite
 }
 
 # Leaves a kernel image that qemu 7.2's -kernel accepts at $out: plain arm64/riscv Image.
 # Debian ships arm64 either plain or as an EFI zboot (compressed payload inside a PE
 # file), and some builds gzip it; riscv64's is a plain Image with a PE header.
-unpack_kernel() {
-  local deb=$1 out=$2 tmp=$2.d img magic
+# Returns non-zero when the packages hold no kernel Image.
+unpack_kernel() { # out deb...
+  local out=$1 tmp=$1.d img magic deb members
+  shift
   rm -rf "$tmp" && mkdir -p "$tmp"
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards './boot/vmlinu*' './boot/config-*'
-  img=$(ls "$tmp"/boot/vmlinu* | head -n 1)
+  # Debian 13 and older: /boot/vmlinu* and /boot/config-*; later: /usr/lib/modules/<v>/.
+  for deb; do
+    members=$(dpkg-deb -c "$deb" | awk '{ print $NF }' |
+      grep -E '^\./(boot/(vmlinu|config-)|usr/lib/modules/[^/]+/(vmlinu[xz]|config)$)' || true)
+    # shellcheck disable=SC2086 # one member per word
+    [ -z "$members" ] || dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" $members || return 1
+  done
+  img=$(find "$tmp" -name 'vmlinu*' -type f | head -n 1)
+  [ -n "$img" ] || { say "no vmlinu* in $*"; return 1; }
   magic=$(head -c 2 "$img" | od -An -tx1 | tr -d ' \n')
   if [ "$magic" = 1f8b ]; then
     gzip -dc "$img" >"$out.raw"
@@ -191,7 +126,7 @@ unpack_kernel() {
     gzip) tail -c +"$((off + 1))" "$img" | head -c "$size" | gzip -dc >"$out.raw" ;;
     zstd | zstd22) tail -c +"$((off + 1))" "$img" | head -c "$size" | zstd -dc >"$out.raw" ;;
     xzkern | xz) tail -c +"$((off + 1))" "$img" | head -c "$size" | xz -dc >"$out.raw" ;;
-    *) die "unknown zboot compression '$comp' in $img" ;;
+    *) say "unknown zboot compression '$comp' in $img" && return 1 ;;
     esac
   else
     cp "$img" "$out.raw"
@@ -199,30 +134,40 @@ unpack_kernel() {
   # arm64 and riscv Images carry a magic at offset 56 ("ARMd" / "RSC\x05").
   case $(dd if="$out.raw" bs=1 skip=56 count=3 2>/dev/null | tr -d '\0') in
   ARM | RSC) ;;
-  *) die "$img did not unpack to a kernel Image" ;;
+  *) say "$img did not unpack to a kernel Image" && return 1 ;;
   esac
-  cp "$tmp"/boot/config-* "$out.config"
+  find "$tmp" \( -name 'config-*' -o -name config \) -type f -exec cp {} "$out.config" \;
   mv "$out.raw" "$out"
   rm -rf "$tmp"
 }
 
-kernel_for() { # arch -> $img: the cached Image
-  local arch=$1 debarch suite dir
+kernel_for() { # arch -> $img: a verified Image, cached with its SHA256
+  local arch=$1 debarch suites suite dir
   case $arch in
-  aarch64) debarch=arm64 suite=bookworm ;;
-  riscv64) debarch=riscv64 suite=trixie ;;
+  aarch64) debarch=arm64 suites=$suites_aarch64 ;;
+  riscv64) debarch=riscv64 suites=$suites_riscv64 ;;
   esac
   dir=$work/$arch
   mkdir -p "$dir/deb"
   img=$dir/Image
-  if [ -s "$img" ] && [ "${KERNELS_REFRESH:-0}" != 1 ]; then
+  # A cached Image counts only if it is the one recorded when its .deb verified.
+  if [ "${KERNELS_REFRESH:-0}" != 1 ] && [ -s "$img.sha256" ] &&
+    (cd "$dir" && sha256sum --quiet -c Image.sha256 >/dev/null 2>&1); then
     say "$arch kernel cached: $(cat "$img.source")"
-    return
+    return 0
   fi
-  fetch_kernel_deb "$debarch" "$suite" "$dir/deb"
-  say "unpacking $(basename "$deb")"
-  unpack_kernel "$deb" "$img"
-  basename "$deb" >"$img.source"
+  rm -f "$img" "$img.sha256" "$img.source"
+  debs=()
+  for suite in $suites; do
+    fetch_kernel_deb "$debarch" "$suite" "$dir/deb" && break
+    say "$suite: not used for $arch (its chain does not verify)"
+    debs=()
+  done
+  [ ${#debs[@]} -gt 0 ] || { say "$arch: no suite of '$suites' verifies: no $arch kernel is booted"; return 1; }
+  say "unpacking ${debs[*]##*/}"
+  unpack_kernel "$img" "${debs[@]}" || return 1
+  echo "$deb_suite: $deb_sha" >"$img.source"
+  (cd "$dir" && sha256sum Image >Image.sha256)
   # The .deb is big and no longer needed once the Image is cached.
   rm -f "$dir"/deb/*.deb
 }
@@ -230,11 +175,12 @@ kernel_for() { # arch -> $img: the cached Image
 # ---- build ------------------------------------------------------------------------------
 export CARGO_TARGET_DIR=$work/build
 build_for() { # arch -> fills $work/$arch/root
-  local arch=$1 triple gcc json rootfs
+  local arch=$1 triple json rootfs
   case $arch in
-  aarch64) triple=aarch64-unknown-linux-gnu gcc=aarch64-linux-gnu-gcc ;;
-  riscv64) triple=riscv64gc-unknown-linux-gnu gcc=riscv64-linux-gnu-gcc ;;
+  aarch64) triple=aarch64-unknown-linux-gnu ;;
+  riscv64) triple=riscv64gc-unknown-linux-gnu ;;
   esac
+  ci_cross "$triple"
   rootfs=$work/$arch/root
   rm -rf "$rootfs"
   mkdir -p "$rootfs/t" "$rootfs/dev" "$rootfs/proc" "$rootfs/sys" "$rootfs/tmp"
@@ -249,7 +195,7 @@ build_for() { # arch -> fills $work/$arch/root
     cargo build -q --manifest-path tests/kernel/report/Cargo.toml --target "$triple" ||
     die "building the guest reporter failed"
   cp "$CARGO_TARGET_DIR/$triple/debug/icache-kernel-report" "$rootfs/report"
-  "$gcc" -static -O2 -Wall -Wextra -Werror -o "$rootfs/init" tests/kernel/init.c
+  "$CI_LINKER" -static -O2 -Wall -Wextra -Werror -o "$rootfs/init" tests/kernel/init.c
   # Every test-harness executable: the lib's unit tests and each tests/*.rs.
   jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null)
          | "\(.target.kind[0])-\(.target.name) \(.executable)"' "$json" |
@@ -264,8 +210,6 @@ build_for() { # arch -> fills $work/$arch/root
 }
 
 # ---- boot and judge ---------------------------------------------------------------------
-total_pass=0
-total_fail=0
 summary=()
 # Words NAME=value on the kernel command line reach init's environment. Debian's riscv64 kernel
 # (6.12) accepts the prctl that lets the crate use a user fence.i: the RISC-V tests check that
@@ -290,6 +234,7 @@ boot_for() {
   aarch64)
     # pauth-impdef: qemu's default (architected QARMA) pointer authentication makes the
     # Debian kernel boot about 3x slower under TCG; the CPU is otherwise `max`.
+    # shellcheck disable=SC2054 # the commas are part of the -cpu value
     qemu=(qemu-system-aarch64 -machine virt -cpu max,pauth-impdef=on)
     console=ttyAMA0
     ;;
@@ -335,7 +280,7 @@ boot_for() {
   if [ -n "$problem" ]; then
     say "$arch: $problem"
     tail -n 30 "$log" | sed "s/^/  [$arch console] /"
-    total_fail=$((total_fail + 1))
+    ci_fail "$arch $pass boot: $problem"
     summary+=("$(printf '%-8s %-2s %-22s %-4s %s' "$arch" "$pass" "(boot)" fail "$problem")")
   fi
 
@@ -376,9 +321,9 @@ boot_for() {
     [ "$pass" = st ] && [ "$verdict" = ok ] && [ "$passed" = 0 ] && continue
     if [ "$verdict" = ok ]; then
       # The reporter is a check, not a test binary: only its failure is counted.
-      [ "$n" = report ] || total_pass=$((total_pass + 1))
+      [ "$n" = report ] || ci_pass "$arch $pass $n: $detail"
     else
-      total_fail=$((total_fail + 1))
+      ci_fail "$arch $pass $n: $detail"
       # Show the failing program's output (bounded) so CI logs explain themselves.
       [ -n "$body" ] && tail -n 60 <<<"$body" | grep -v '^test .* ok$' | sed "s/^/  [$arch $n] /"
     fi
@@ -388,7 +333,11 @@ boot_for() {
 
 for arch in $arches; do
   case $arch in aarch64 | riscv64) ;; *) die "unknown arch $arch" ;; esac
-  kernel_for "$arch"
+  if ! kernel_for "$arch"; then
+    ci_fail "$arch: no kernel whose signature chain verifies"
+    summary+=("$(printf '%-8s %-2s %-22s %-4s %s' "$arch" - "(kernel)" fail "no verified kernel")")
+    continue
+  fi
   build_for "$arch"
   boot_for "$arch" "$img" mt
   [ -z "$live_patch" ] || boot_for "$arch" "$img" st
@@ -397,5 +346,4 @@ done
 say "results per binary and kernel:"
 printf '  %s\n' "${summary[@]}"
 say "took $(($(date +%s) - start_all))s"
-echo "kernels: $total_pass passed, $total_fail failed"
-[ "$total_fail" = 0 ]
+ci_summary

@@ -4,16 +4,10 @@
 # doctests of icache::plan. Nothing that issues cache-maintenance instructions or system calls
 # runs here: Miri can execute neither.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-  echo "== miri: installing the nightly toolchain"
-  rustup toolchain install nightly --profile minimal
-fi
-if ! rustup +nightly component list --installed 2>/dev/null | grep -q '^miri'; then
-  echo "== miri: installing miri and rust-src"
-  rustup +nightly component add miri rust-src
-fi
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init miri
+ci_toolchain nightly miri rust-src
 
 # Few proptest cases: Miri runs these ~1000x slower than native (.ci/test runs many natively).
 # Under Miri's isolation the program sees no environment and no files unless told: forward the
@@ -27,26 +21,9 @@ export MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-permissive-provenance \
 # Too slow under Miri (minutes each), and all pure arithmetic that the native suite and the
 # fuzz targets cover: byte-by-byte sets for every line size and for 128 KiB ranges.
 
-pass=0
-fail=0
-step() { # NAME COMMAND...
-  local name=$1
-  shift
-  echo "== miri: $name"
-  if "$@"; then
-    echo "PASS $name"
-    pass=$((pass + 1))
-  else
-    echo "FAIL $name"
-    fail=$((fail + 1))
-  fi
-}
-
-step "unit tests (--lib)" cargo +nightly miri test --lib
+ci_check "unit tests (--lib)" cargo +nightly miri test --lib
 # tests/plan.rs shrinks its ranges under cfg(miri), so all of it runs here.
-step "tests/plan.rs (PROPTEST_CASES=$PROPTEST_CASES)" cargo +nightly miri test --test plan
+ci_check "tests/plan.rs (PROPTEST_CASES=$PROPTEST_CASES)" cargo +nightly miri test --test plan
 # Only the plan module's examples: the rest call pipeline_flush_mt (a system call).
-step "doctests of icache::plan" cargo +nightly miri test --doc -- 'plan::'
-
-echo "miri: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+ci_check "doctests of icache::plan" cargo +nightly miri test --doc -- 'plan::'
+ci_summary

@@ -10,7 +10,9 @@
 #   .ci/platforms.sh              everything
 #   .ci/platforms.sh --no-wine    build-checks only
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init platforms
 
 run_wine=1
 [ "${1:-}" = "--no-wine" ] && run_wine=0
@@ -39,7 +41,7 @@ nightly_targets=(
   "loongarch64-unknown-linux-gnu|--lib --no-default-features"
 )
 
-echo "== platforms: installing what is missing"
+say "installing what is missing"
 installed=$(rustup target list --installed)
 missing=()
 for entry in "${stable_targets[@]}"; do
@@ -50,36 +52,15 @@ done
 rustup component add clippy >/dev/null 2>&1 || true
 
 have_nightly=1
-if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-  rustup toolchain install nightly --profile minimal --component rust-src,clippy >/dev/null 2>&1 ||
-    have_nightly=0
-elif ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
-  rustup component add rust-src clippy --toolchain nightly >/dev/null 2>&1 || have_nightly=0
-fi
+ci_toolchain nightly rust-src clippy || have_nightly=0
 
-need_apt=()
-command -v qemu-system-aarch64 >/dev/null 2>&1 || need_apt+=(qemu-system-arm)
-if [ $run_wine = 1 ]; then
-  command -v wine >/dev/null 2>&1 || need_apt+=(wine wine64)
-  command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need_apt+=(gcc-mingw-w64-x86-64)
-fi
-{
-  if [ ${#need_apt[@]} -gt 0 ]; then
-    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "== platforms: apt-get install ${need_apt[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      "${need_apt[@]}" >/dev/null
-  fi
-}
+ci_apt qemu-system-aarch64:qemu-system-arm
+[ $run_wine = 0 ] || ci_apt wine:wine wine64 x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64
 
-passed=0
-failed=0
 results=()
 report() { # target, status, detail
   results+=("$(printf '%-44s %-7s %s' "$1" "$2" "$3")")
-  echo "   $1: $2 $3"
-  if [ "$2" = failed ]; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
+  if [ "$2" = failed ]; then ci_fail "$1: $3"; else ci_pass "$1: $3"; fi
 }
 
 # check <target> <toolchain args...> -- <cargo flags>
@@ -164,7 +145,6 @@ if [ $run_wine = 1 ]; then
 fi
 
 echo
-echo "== platforms: results"
+say "results"
 printf '   %s\n' "${results[@]}"
-echo "platforms: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+ci_summary

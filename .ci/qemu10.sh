@@ -17,59 +17,28 @@
 # cached under $QEMU10_CACHE (default ~/.cache/icache) keyed by the package version and a hash
 # of the patches (qemu-<version>-p<hash>), so a second run costs nothing and a changed patch
 # is never served by an old build.
-#   QEMU10_MIRROR=URI   Debian mirror; default: the one this machine's apt uses
+#   CI_MIRROR=URI   Debian mirror; default: the one this machine's apt uses
 set -euo pipefail
-cd "$(dirname "$0")/.."
-say() { echo "qemu10: $*" >&2; }
-die() { echo "qemu10: ERROR: $*" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init qemu10
+CI_SAY_FD=2
 
 cache=${QEMU10_CACHE:-$HOME/.cache/icache}
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 mkdir -p "$cache"
 
-# Build tools from Debian (the cross toolchains are setup.sh's business).
-need=()
-for pair in gpgv:gpgv ninja:ninja-build flex:flex bison:bison xz:xz-utils \
-    pkg-config:pkg-config python3:python3 patch:patch; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
-done
-[ -e "$keyring" ] || need+=(debian-archive-keyring)
-dpkg -s libglib2.0-dev >/dev/null 2>&1 || need+=(libglib2.0-dev)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]}"
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends "${need[@]}" >/dev/null
-fi
+# Build tools from Debian (the cross toolchains are ci_setup's business).
+ci_apt ninja:ninja-build flex:flex bison:bison xz:xz-utils pkg-config:pkg-config \
+  python3:python3 patch:patch libglib2.0-dev
+python3 -c 'import venv, ensurepip' 2>/dev/null || ci_apt python3-venv
+mirror=$(ci_mirror)
 
-# shellcheck source=debian-mirror.sh
-. .ci/debian-mirror.sh
-mirror=${QEMU10_MIRROR:-$(find_mirror | head -n 1)}
-mirror=${mirror%/}
-[ -n "$mirror" ] || die "no Debian mirror in this machine's apt sources (set QEMU10_MIRROR)"
-
-fetch() { # url out [SHA256:hash]
-  /usr/lib/apt/apt-helper download-file "$1" "$2" ${3:+"$3"} >/dev/null 2>&1
-}
-
-# 1. The signed release file and the source index it names.
+# 1. The signed release file and the source index it names (kept between runs; fetched
+# again only when the signed hash changes).
 meta=$cache/qemu10-meta
-mkdir -p "$meta"
-rm -f "$meta/InRelease" "$meta/Release"
-fetch "$mirror/dists/trixie/InRelease" "$meta/InRelease" || die "cannot fetch trixie InRelease"
-gpgv --quiet --keyring "$keyring" --output "$meta/Release" "$meta/InRelease" 2>/dev/null ||
-  die "trixie InRelease: signature does not verify against $keyring"
-sha=$(awk '/^SHA256:/ { s = 1; next } /^[^ ]/ { s = 0 }
-  s && $3 == "main/source/Sources.xz" { print $1 }' "$meta/Release")
-[ -n "$sha" ] || die "the signed Release names no main/source/Sources.xz"
-# The index is kept between runs; it is fetched again only when the signed hash changes.
-if ! echo "$sha  $meta/Sources.xz" | sha256sum --quiet -c - >/dev/null 2>&1; then
-  fetch "$mirror/dists/trixie/main/source/by-hash/SHA256/$sha" "$meta/Sources.xz" "SHA256:$sha" ||
-    die "Sources.xz by-hash download failed or did not match the signed SHA256"
-fi
-echo "$sha  $meta/Sources.xz" | sha256sum --quiet -c - || die "Sources.xz hash mismatch"
-stanza=$(xz -dc "$meta/Sources.xz" | awk -v RS= 'index($0, "Package: qemu\n") == 1')
+ci_release "$meta" trixie || die "no verified trixie release file"
+ci_index "$meta" trixie main/source/Sources || die "no verified trixie Sources index"
+stanza=$(ci_stanza "$meta/main_source_Sources" qemu)
 version=$(sed -n 's/^Version: //p' <<<"$stanza")
 dir=$(sed -n 's/^Directory: //p' <<<"$stanza")
 orig=$(awk '/^Checksums-Sha256:/ { s = 1; next } /^[^ ]/ { s = 0 }
@@ -96,9 +65,8 @@ read -r osha ofile <<<"$orig"
 tarball=$cache/$ofile
 if ! echo "$osha  $tarball" | sha256sum --quiet -c - >/dev/null 2>&1; then
   say "downloading $ofile ($version)"
-  fetch "$mirror/$dir/$ofile" "$tarball" "SHA256:$osha" || die "$ofile: download failed or SHA256 mismatch"
+  ci_download "$mirror/$dir/$ofile" "$tarball" "$osha" || die "$ofile: download failed or SHA256 mismatch"
 fi
-echo "$osha  $tarball" | sha256sum --quiet -c - || die "$ofile: SHA256 mismatch"
 say "$ofile verified (SHA256 $osha from the signed trixie index)"
 
 # 3. meson >= 1.5 and pycotap: the orig tarball lacks QEMU's bundled wheels.
