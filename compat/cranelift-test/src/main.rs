@@ -85,6 +85,10 @@ fn compile(g: u64) -> (JITModule, usize) {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
             body(module, &mut b);
             b.seal_all_blocks();
+            // cranelift-frontend 0.121 takes no argument here (v121's default feature says so).
+            #[cfg(feature = "frontend-0-121")]
+            b.finalize();
+            #[cfg(not(feature = "frontend-0-121"))]
             b.finalize(module.target_config());
         }
         module.define_function(id, &mut ctx).expect("define");
