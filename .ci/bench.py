@@ -394,13 +394,15 @@ def write(results, crit, out_md, svg_rel, bench_args):
             where = rv_name(cpu) if arch == "riscv64" else arch
             w(f"| {where} | {imp} | {sc} | {p['net']} |")
     w("")
-    # The coherence checker's section (.ci/coherence.py writes it) is kept as it is.
+    # The sections other scripts write are kept as they are: the coherence checker's
+    # (.ci/coherence.py) and the Cranelift client's (.ci/cranelift.sh).
     try:
         with open(out_md) as f:
             old = f.read()
-        begin, end = "<!-- coherence:begin -->", "<!-- coherence:end -->"
-        if begin in old and end in old:
-            w(old[old.index(begin):old.index(end) + len(end)] + "\n")
+        for name in ("coherence", "cranelift"):
+            begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+            if begin in old and end in old:
+                w(old[old.index(begin):old.index(end) + len(end)] + "\n")
     except FileNotFoundError:
         pass
     with open(out_md, "w") as f:
@@ -461,7 +463,7 @@ def evaluate(results, crit):
             else f"{min(margins):+d} to {max(margins):+d}")
     out.append((f"total instructions ≤ the cheapest full-sequence peer ({', '.join(FULL_SEQUENCE)})",
                 not worse, f"icache − best peer: {span} instructions in {len(margins)} "
-                "configurations; " + ("; ".join(worse[:2] + worse[-1:]) if worse else "")))
+                "configurations; " + ("; ".join(worse if len(worse) <= 3 else worse[:2] + ["…"] + worse[-1:]))))
 
     one = []
     for cpu, line in a64:

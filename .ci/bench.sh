@@ -10,15 +10,14 @@
 # Not part of the test suite: it measures, it does not assert. Takes about 15 minutes on a
 # fresh 2-core machine (most of it compiling the peers for three targets).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init bench
 start=$SECONDS
 step() { printf '== bench: %s (at %ss)\n' "$*" "$((SECONDS - start))"; }
 
 step "setup (cross toolchains, qemu-user, rustup targets; skipped when present)"
-# shellcheck source=setup.sh
-. .ci/setup.sh
-command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
-export CARGO_TERM_COLOR=never
+ci_setup
 # wasmtime 50 declares rust-version 1.97.
 build=(--quiet -p icache-benches --features peers --ignore-rust-version)
 

@@ -5,11 +5,10 @@
 #     function; (b) x86-64: an ignored `clear_cache` is a bare `ret`. The checks live in
 #     .ci/disasm.py. Ends with "disasm: N passed, M failed".
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-# Installs the cross toolchains and rustup targets when missing; idempotent.
-# shellcheck source=setup.sh
-. .ci/setup.sh
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init disasm
+ci_setup
 
 out=target/disasm
 mkdir -p "$out"
@@ -19,7 +18,7 @@ mkdir -p "$out"
 # icache rlib they were linked against, from Cargo's JSON messages.
 build() {
   local target=$1
-  echo "== disasm: building icache and the wrappers (release) for $target" >&2
+  CI_SAY_FD=2 say "building icache and the wrappers (release) for $target"
   cargo rustc --quiet --release -p icache-benches --lib --target "$target" \
     --message-format=json-render-diagnostics -- \
     -C codegen-units=1 --emit obj="$out/wrappers-$target.o" |
@@ -33,6 +32,6 @@ for line in sys.stdin:
 aarch64_rlib=$(build aarch64-unknown-linux-gnu)
 build x86_64-unknown-linux-gnu >/dev/null
 
-echo "== disasm: checking"
+say "checking"
 python3 .ci/disasm.py --aarch64-obj "$out/wrappers-aarch64-unknown-linux-gnu.o" \
   --aarch64-rlib "$aarch64_rlib" --x86-obj "$out/wrappers-x86_64-unknown-linux-gnu.o"

@@ -9,16 +9,15 @@
 # `ecall` where it accepts it (the QEMU 10 of .ci/qemu10.sh).
 # The checks live in .ci/icount.py, the qemu runner in .ci/qemucount.py. Ends with "icount: N passed, M failed".
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-# Installs the cross toolchains, qemu-user and rustup targets when missing; idempotent.
-# shellcheck source=setup.sh
-. .ci/setup.sh
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+ci_init icount
+ci_setup
 
 out=target/icount
 mkdir -p "$out"
 
-echo "== icount: assembling the plugin's self-test programs"
+say "assembling the plugin's self-test programs"
 cat >"$out/selftest-aarch64.s" <<'ASM'
     .globl _start
 _start:
@@ -50,19 +49,23 @@ _start:
     li a7, 93               # exit
     ecall
 ASM
-aarch64-linux-gnu-as "$out/selftest-aarch64.s" -o "$out/selftest-aarch64.o"
-aarch64-linux-gnu-ld -static "$out/selftest-aarch64.o" -o "$out/selftest-aarch64"
-riscv64-linux-gnu-as -march=rv64g "$out/selftest-riscv64.s" -o "$out/selftest-riscv64.o"
-riscv64-linux-gnu-ld -static "$out/selftest-riscv64.o" -o "$out/selftest-riscv64"
+# triple:arch:assembler flags
+for t in aarch64-unknown-linux-gnu:aarch64: riscv64gc-unknown-linux-gnu:riscv64:-march=rv64g; do
+  IFS=: read -r triple arch flags <<<"$t"
+  ci_cross "$triple"
+  # shellcheck disable=SC2086 # no flags, or one
+  "$CI_GNU-as" $flags "$out/selftest-$arch.s" -o "$out/selftest-$arch.o"
+  "$CI_GNU-ld" -static "$out/selftest-$arch.o" -o "$out/selftest-$arch"
+done
 
 # The probe is a binary of the benches member; without its `peers` feature it depends on icache
 # alone, so no peer or dev-dependency is built for the cross targets.
 for target in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
-  echo "== icount: building icache and the probe (release) for $target"
+  say "building icache and the probe (release) for $target"
   cargo build --quiet --release -p icache-benches --bin probe --target "$target"
 done
 
-echo "== icount: measuring (2 runs per configuration)"
+say "measuring (2 runs per configuration)"
 start=$SECONDS
 status=0
 # The plugin, and QEMU 10 with the plugin built against it (neoverse-n2, RISC-V with the fence.i
@@ -72,5 +75,5 @@ python3 .ci/icount.py --out "$out" \
   --probe-riscv64 target/riscv64gc-unknown-linux-gnu/release/probe \
   --selftest-aarch64 "$out/selftest-aarch64" --selftest-riscv64 "$out/selftest-riscv64" ||
   status=$?
-echo "== icount: measured in $((SECONDS - start)) s"
+say "measured in $((SECONDS - start)) s"
 exit "$status"
