@@ -5,7 +5,7 @@
 #   3. its self-tests: tests/qemu-plugin/selftest.c, one program mode per defect, on four
 #      AArch64 models and riscv64, each reported with the expected class (and the complete
 #      sequences with none);
-#   4. the crate's JIT tests (tests/jit.rs, tests/stress.rs, tests/dynasm.rs) and
+#   4. the crate's JIT tests (tests/jit.rs, tests/stress.rs, tests/dynasm-client/tests/dynasm.rs) and
 #      examples/jit.rs under the checker on aarch64 max (32-byte lines), cortex-a53 (64),
 #      a64fx (256), neoverse-n2 (IDC=1) and riscv64: zero findings each;
 #   5. mutants: the crate with one flush step broken at a time (a fixed 64-byte ic stride,
@@ -55,7 +55,7 @@ crate_model() { # target cpu
   rm -rf "$dir"
   wrap=$(bash .ci/coherence-run --cpu "$cpu" --out "$dir" --show 5 --wrap-only) || return 1
   ci_cross "$target"
-  say "$target -cpu $cpu: tests/jit.rs, tests/stress.rs, tests/dynasm.rs, examples/jit.rs"
+  say "$target -cpu $cpu: tests/jit.rs, tests/stress.rs, tests/dynasm-client/tests/dynasm.rs, examples/jit.rs"
   local status=0
   env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU" \
     cargo test -q --target "$target" --test jit --test stress --test dynasm || status=1

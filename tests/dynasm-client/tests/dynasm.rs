@@ -28,6 +28,7 @@
 
 // `common::native` re-exports encoders this file does not use.
 #[allow(unused_imports)]
+#[path = "../../common/mod.rs"]
 mod common;
 
 use common::{flush_mt_or_fail, page_size, CodeMap};
