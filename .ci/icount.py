@@ -27,6 +27,8 @@ OFFSETS = [0, 1, 31, 63, 255]
 # Extra lengths, at offset 0 only, for the cost table.
 TABLE_LENS = [64, 256, 1024, 4096, 16384, 65536]
 NRANGES = 4
+# (op, its name in labels, extra probe arguments): one range, and NRANGES ranges in one call.
+OPS = (("clear_cache", "clear_cache", ()), ("many", f"many({NRANGES})", (str(NRANGES),)))
 
 AARCH64_CLASSES = ["dc_cvau", "dc_civac", "ic_ivau", "dsb_any", "dsb_ish", "isb",
                    "mrs_ctr_el0", "svc"]
@@ -54,10 +56,8 @@ def describe(per, want, classes):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True, help="where to build the plugins")
-    ap.add_argument("--probe-aarch64", required=True)
-    ap.add_argument("--probe-riscv64", required=True)
-    ap.add_argument("--selftest-aarch64", required=True)
-    ap.add_argument("--selftest-riscv64", required=True)
+    for name in ("probe-aarch64", "probe-riscv64", "selftest-aarch64", "selftest-riscv64"):
+        ap.add_argument(f"--{name}", required=True)
     ap.add_argument("--jobs", type=int, default=2)
     opt = ap.parse_args()
     report = Report("icount")
@@ -71,10 +71,9 @@ def main():
     selftest(report, plugin, "aarch64", opt.selftest_aarch64,
              {"total": 23, "dc_cvau": 3, "dc_civac": 1, "ic_ivau": 3, "dsb_any": 2,
               "dsb_ish": 1, "isb": 1, "mrs_ctr_el0": 1, "svc": 1})
-    selftest(report, plugin, "riscv64", opt.selftest_riscv64,
-             {"total": 11, "fence_i": 2, "ecall": 1})
-    selftest(report, plugin10, "riscv64", opt.selftest_riscv64,
-             {"total": 11, "fence_i": 2, "ecall": 1}, f"{qemu10}/bin/qemu-riscv64",
+    rv = {"total": 11, "fence_i": 2, "ecall": 1}
+    selftest(report, plugin, "riscv64", opt.selftest_riscv64, rv)
+    selftest(report, plugin10, "riscv64", opt.selftest_riscv64, rv, f"{qemu10}/bin/qemu-riscv64",
              " (QEMU 10 build)")
 
     with tempfile.TemporaryDirectory(prefix="icount-") as tmp:
@@ -86,46 +85,33 @@ def main():
         configs += [(0, 0)]
         for cpu, dline, iline in AARCH64_CPUS:
             idc = cpu in IDC_CPUS
-            for length, offset in configs:
-                d, i = lines(offset, length, dline) * (not idc), lines(offset, length, iline)
-                some = length > 0
-                jobs.append((f"aarch64/{cpu} clear_cache len={length} off={offset}",
-                             "aarch64", cpu, "clear_cache", length, offset, (),
-                             {"dc_cvau": d, "ic_ivau": i, "dc_civac": 0,
-                              "dsb_ish": 2 * some, "dsb_any": 2 * some, "isb": 1 * some,
-                              "mrs_ctr_el0": 0, "svc": 0}))
-            for length, offset in configs:
-                d, i = lines(offset, length, dline) * (not idc), lines(offset, length, iline)
-                some = length > 0
-                jobs.append((f"aarch64/{cpu} many({NRANGES}) len={length} off={offset}",
-                             "aarch64", cpu, "many", length, offset, (str(NRANGES),),
-                             {"dc_cvau": NRANGES * d, "ic_ivau": NRANGES * i, "dc_civac": 0,
-                              "dsb_ish": 2 * some, "dsb_any": 2 * some, "isb": 1 * some,
-                              "mrs_ctr_el0": 0, "svc": 0}))
+            for op, name, extra in OPS:
+                n = NRANGES if extra else 1
+                for length, offset in configs:
+                    d, i = lines(offset, length, dline) * (not idc), lines(offset, length, iline)
+                    some = length > 0
+                    jobs.append((f"aarch64/{cpu} {name} len={length} off={offset}", "aarch64",
+                                 cpu, op, length, offset, extra,
+                                 {"dc_cvau": n * d, "ic_ivau": n * i, "dc_civac": 0,
+                                  "dsb_ish": 2 * some, "dsb_any": 2 * some, "isb": 1 * some,
+                                  "mrs_ctr_el0": 0, "svc": 0}))
             jobs.append((f"aarch64/{cpu} many(0 ranges)", "aarch64", cpu, "many", 64, 0,
                          ("0",), {c: 0 for c in AARCH64_CLASSES}))
             jobs.append((f"aarch64/{cpu} flush_mt", "aarch64", cpu, "flush_mt", 0, 0, (),
                          {"svc": 1, "dc_cvau": 0, "ic_ivau": 0, "dc_civac": 0,
                           "mrs_ctr_el0": 0}))
-        for length, offset in configs:
-            some = int(length > 0)
-            jobs.append((f"riscv64 clear_cache len={length} off={offset}", "riscv64", None,
-                         "clear_cache", length, offset, (), {"ecall": some, "fence_i": 0}))
-            jobs.append((f"riscv64 many({NRANGES}) len={length} off={offset}", "riscv64",
-                         None, "many", length, offset, (str(NRANGES),),
-                         {"ecall": some, "fence_i": 0}))
-        jobs.append(("riscv64 flush_mt", "riscv64", None, "flush_mt", 0, 0, (),
-                     {"ecall": 1, "fence_i": 0}))
-        # The kernel accepted the prctl: one fence.i per call and per batch, no system call.
-        for length, offset in configs:
-            some = int(length > 0)
-            want = {"ecall": 0, "fence_i": some}
-            jobs.append((f"riscv64/{RV_PRCTL} clear_cache len={length} off={offset}", "riscv64",
-                         RV_PRCTL, "clear_cache", length, offset, (), want))
-            jobs.append((f"riscv64/{RV_PRCTL} many({NRANGES}) len={length} off={offset}",
-                         "riscv64", RV_PRCTL, "many", length, offset, (str(NRANGES),), want))
-        jobs.append((f"riscv64/{RV_PRCTL} flush_mt", "riscv64", RV_PRCTL, "flush_mt", 0, 0, (),
-                     {"ecall": 1, "fence_i": 0}))
+        # None: the kernel refuses the prctl, one system call per call and per batch; RV_PRCTL:
+        # it accepted the prctl, one fence.i per call and per batch, no system call.
+        for model in (None, RV_PRCTL):
+            where = f"riscv64/{model}" if model else "riscv64"
+            for length, offset in configs:
+                some = int(length > 0)
+                want = {"ecall": 0, "fence_i": some} if model else {"ecall": some, "fence_i": 0}
+                for op, name, extra in OPS:
+                    jobs.append((f"{where} {name} len={length} off={offset}", "riscv64", model,
+                                 op, length, offset, extra, want))
+            jobs.append((f"{where} flush_mt", "riscv64", model, "flush_mt", 0, 0, (),
+                         {"ecall": 1, "fence_i": 0}))
 
         def measure(job):
             label, arch, cpu, op, length, offset, extra, want = job
