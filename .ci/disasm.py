@@ -170,22 +170,17 @@ def check_aarch64(report, obj, rlib, tool):
                  f"reader: {readers}")
     # Spans over more than one line go to one out-of-line function (a call or tail call from
     # the inlined one-line path): its walks are checked there, and in the wrappers' totals.
-    lines = [n for n in lib if n.endswith("clear_lines")]
-    report.check(len(lines) == 1, f"aarch64: one out-of-line multi-line function: {lines}")
-    lines_insns = lib[lines[0]] if len(lines) == 1 else []
-    check_walker(report, "icache::clear::aarch64::clear_lines", lines_insns,
-                 ("clear_lines_other",))
-    # The first call, and cores with IDC, DIC or two line sizes: a cold function of their own.
-    other = [n for n in lib if n.endswith("clear_lines_other")]
-    report.check(len(other) == 1, f"aarch64: one function for the other cores: {other}")
-    check_walker(report, "icache::clear::aarch64::clear_lines_other",
-                 lib[other[0]] if len(other) == 1 else [],
-                 ("read_ctr_el0", "sync_span_two_sizes"))
-    # Cores whose D- and I-lines differ take a cold function of their own.
-    two = [n for n in lib if n.endswith("sync_span_two_sizes")]
-    report.check(len(two) == 1, f"aarch64: one function for differing line sizes: {two}")
-    check_walker(report, "icache::clear::aarch64::sync_span_two_sizes",
-                 lib[two[0]] if len(two) == 1 else [], ())
+    # The first call, and cores with IDC, DIC or two line sizes: a cold function of their own;
+    # cores whose D- and I-lines differ take another.
+    for short, what, may_call in (
+            ("clear_lines", "out-of-line multi-line function", ("clear_lines_other",)),
+            ("clear_lines_other", "function for the other cores",
+             ("read_ctr_el0", "sync_span_two_sizes")),
+            ("sync_span_two_sizes", "function for differing line sizes", ())):
+        found = [n for n in lib if n.endswith(short)]
+        report.check(len(found) == 1, f"aarch64: one {what}: {found}")
+        check_walker(report, f"icache::clear::aarch64::{short}",
+                     lib[found[0]] if len(found) == 1 else [], may_call)
     for name in ("icache_disasm_discard", "icache_disasm_result", "icache_disasm_slice_discard"):
         insns = funcs.get(name)
         if not insns:
