@@ -50,8 +50,8 @@ def log(msg):
     print(f"== bench: {msg}", flush=True)
 
 
-def rv_name(model):
-    return "rv64, prctl accepted (QEMU 10)" if model == RV_PRCTL else "rv64, prctl refused"
+def bold(imp):
+    return f"**{imp}**" if imp == "icache" else imp
 
 
 def measure(qemu, jobs):
@@ -59,16 +59,12 @@ def measure(qemu, jobs):
     models = [("aarch64", c) for c, _ in AARCH64_CPUS]
     models += [("riscv64", m) for m in RISCV_MODELS] + [("x86_64", None)]
     for arch, cpu in models:
-        for imp in ["none", "icache-discard"] + IMPLS:
-            for size in SIZES:
-                keys.append((arch, cpu, imp, "clear", size))
-        for imp in ["none"] + BATCH_IMPLS:
-            keys.append((arch, cpu, imp, "batch", BATCH_LEN))
-        for imp in ["none"] + FLUSH_IMPLS:
-            keys.append((arch, cpu, imp, "flush", 0))
+        keys += [(arch, cpu, imp, "clear", size)
+                 for imp in ["none", "icache-discard"] + IMPLS for size in SIZES]
+        keys += [(arch, cpu, imp, "batch", BATCH_LEN) for imp in ["none"] + BATCH_IMPLS]
+        keys += [(arch, cpu, imp, "flush", 0) for imp in ["none"] + FLUSH_IMPLS]
         if arch == "riscv64":
-            for imp in ["none"] + IMPLS:
-                keys.append((arch, cpu, imp, "publish", PUBLISH_LEN))
+            keys += [(arch, cpu, imp, "publish", PUBLISH_LEN) for imp in ["none"] + IMPLS]
     log(f"{len(keys)} configurations, 2 qemu runs each (more on QEMU 10), {jobs} at a time")
 
     def one(key):
@@ -343,8 +339,7 @@ def write(results, crit, out_md, svg_rel, bench_args):
                   imp, results[("aarch64", cpu, imp, "batch", BATCH_LEN)])
                  for imp in BATCH_IMPLS]
         for s, n, imp, p in rows:
-            name = f"**{imp}**" if imp == "icache" else imp
-            w(f"| {s} | {n} | {name} | " + " | ".join(str(p[c]) for c in A64_CLASSES)
+            w(f"| {s} | {n} | {bold(imp)} | " + " | ".join(str(p[c]) for c in A64_CLASSES)
               + f" | {p['net']} |")
         w("")
     w("### RISC-V 64\n")
@@ -367,8 +362,7 @@ def write(results, crit, out_md, svg_rel, bench_args):
         for m in RISCV_MODELS:
             p = results[("riscv64", m, imp, op, length)]
             cells += [p["fence_i"], p["ecall"], p["net"]]
-        name = f"**{imp}**" if imp == "icache" else imp
-        w(f"| {label} | {name} | " + " | ".join(map(str, cells)) + " |")
+        w(f"| {label} | {bold(imp)} | " + " | ".join(map(str, cells)) + " |")
     w("")
     w("### x86-64 (the host binary under qemu-x86_64)\n")
     w("Total instructions added per call. `icache-discard` ignores the `Result` (`let _ =`); "
@@ -391,7 +385,8 @@ def write(results, crit, out_md, svg_rel, bench_args):
         for imp in FLUSH_IMPLS:
             p = results[(arch, cpu, imp, "flush", 0)]
             sc = p.get("svc", p.get("ecall", "–"))
-            where = rv_name(cpu) if arch == "riscv64" else arch
+            where = arch if arch != "riscv64" else (
+                "rv64, prctl accepted (QEMU 10)" if cpu == RV_PRCTL else "rv64, prctl refused")
             w(f"| {where} | {imp} | {sc} | {p['net']} |")
     w("")
     # The sections other scripts write are kept as they are: the coherence checker's
@@ -416,43 +411,35 @@ ICACHE_CONFIGS = ([("icache", "clear", s) for s in SIZES]
 def evaluate(results, crit):
     """[(target, met, evidence)]."""
     out = []
-    a64 = [(c, l) for c, l in AARCH64_CPUS]
+    a64 = [(f"{cpu} {imp} {op} {s}", ("aarch64", cpu, imp, op, s), line)
+           for cpu, line in AARCH64_CPUS for imp, op, s in ICACHE_CONFIGS]
 
-    bad = []
-    for cpu, line in a64:
-        for imp, op, s in ICACHE_CONFIGS:
-            p = results[("aarch64", cpu, imp, op, s)]
-            n = lines_touched(s, line, BATCH_N if op == "batch" else 1)
-            dc = 0 if cpu in IDC_CPUS else n
-            if p["dc_cvau"] != dc or p["ic_ivau"] != n or p["dc_civac"]:
-                bad.append(f"{cpu} {imp} {op} {s}: dc {p['dc_cvau']} ic {p['ic_ivau']}, "
-                           f"want {dc} and {n}")
-    out.append(("maintenance instructions = lines touched (AArch64, every model, size, batch; "
-                "no `dc cvau` where CTR_EL0.IDC = 1)",
-                not bad, "; ".join(bad) or "`dc cvau` = `ic ivau` = lines (`dc cvau` 0 on "
-                f"{', '.join(sorted(IDC_CPUS))}) in all {len(a64) * len(ICACHE_CONFIGS)} "
-                "configurations"))
+    def target(name, configs, problem, fine):
+        """problem(counts, key, line) says what is wrong with one configuration (falsy: nothing);
+        `fine` is the evidence where nothing is."""
+        bad = [f"{label}: {b}" for label, key, line in configs
+               if (b := problem(results[key], key, line))]
+        out.append((name, not bad, "; ".join(bad) or fine))
 
-    bad = []
-    for cpu, _ in a64:
-        for imp, op, s in ICACHE_CONFIGS:
-            p = results[("aarch64", cpu, imp, op, s)]
-            if p["dsb_any"] + p["isb"] != 3:
-                bad.append(f"{cpu} {imp} {op} {s}: {p['dsb_any']} dsb + {p['isb']} isb")
-    out.append(("3 barriers per call and per batch (2 `dsb ish` + 1 `isb`)", not bad,
-                "; ".join(bad) or "3 in every configuration, including the 1000-range batch"))
-
-    bad = []
-    for cpu, _ in a64:
-        for imp, op, s in ICACHE_CONFIGS:
-            p = results[("aarch64", cpu, imp, op, s)]
-            if p["mrs_ctr_el0"] or p["svc"]:
-                bad.append(f"{cpu} {imp} {op} {s}: ctr {p['mrs_ctr_el0']} svc {p['svc']}")
-    out.append(("0 CTR_EL0 reads, 0 system calls per steady-state AArch64 call", not bad,
-                "; ".join(bad) or "0 and 0 everywhere"))
+    def maintenance(p, key, line):
+        op, s = key[3:]
+        n = lines_touched(s, line, BATCH_N if op == "batch" else 1)
+        dc = 0 if key[1] in IDC_CPUS else n
+        if p["dc_cvau"] != dc or p["ic_ivau"] != n or p["dc_civac"]:
+            return f"dc {p['dc_cvau']} ic {p['ic_ivau']}, want {dc} and {n}"
+    target("maintenance instructions = lines touched (AArch64, every model, size, batch; "
+           "no `dc cvau` where CTR_EL0.IDC = 1)", a64, maintenance,
+           f"`dc cvau` = `ic ivau` = lines (`dc cvau` 0 on {', '.join(sorted(IDC_CPUS))}) in all "
+           f"{len(a64)} configurations")
+    target("3 barriers per call and per batch (2 `dsb ish` + 1 `isb`)", a64,
+           lambda p, *_: p["dsb_any"] + p["isb"] != 3 and f"{p['dsb_any']} dsb + {p['isb']} isb",
+           "3 in every configuration, including the 1000-range batch")
+    target("0 CTR_EL0 reads, 0 system calls per steady-state AArch64 call", a64,
+           lambda p, *_: (p["mrs_ctr_el0"] or p["svc"])
+           and f"ctr {p['mrs_ctr_el0']} svc {p['svc']}", "0 and 0 everywhere")
 
     worse, margins = [], []
-    for cpu, _ in a64:
+    for cpu, _ in AARCH64_CPUS:
         for s in SIZES:
             me = results[("aarch64", cpu, "icache", "clear", s)]["net"]
             best = min((results[("aarch64", cpu, i, "clear", s)]["net"], i) for i in FULL_SEQUENCE)
@@ -466,7 +453,7 @@ def evaluate(results, crit):
                 "configurations; " + ("; ".join(worse if len(worse) <= 3 else worse[:2] + ["…"] + worse[-1:]))))
 
     one = []
-    for cpu, line in a64:
+    for cpu, line in AARCH64_CPUS:
         for s in SIZES:
             if lines_touched(s, line) == 1:
                 one.append((results[("aarch64", cpu, "icache", "clear", s)]["net"], cpu, s))
@@ -509,13 +496,12 @@ def evaluate(results, crit):
     for model, want, what in ((None, (1, 0), "prctl refused: one `riscv_flush_icache` "
                                "system call"),
                               (RV_PRCTL, (0, 1), "prctl accepted: one `fence.i`, no system call")):
-        bad = []
-        for imp, op, s in ICACHE_CONFIGS:
-            p = results[("riscv64", model, imp, op, s)]
-            if (p["ecall"], p["fence_i"]) != want:
-                bad.append(f"{imp} {op} {s}: ecall {p['ecall']} fence.i {p['fence_i']}")
-        out.append((f"RISC-V, {what} per call and per batch", not bad, "; ".join(bad) or
-                    f"{want[0]} `ecall`, {want[1]} `fence.i` everywhere"))
+        target(f"RISC-V, {what} per call and per batch",
+               [(f"{imp} {op} {s}", ("riscv64", model, imp, op, s), 0)
+                for imp, op, s in ICACHE_CONFIGS],
+               lambda p, *_: (p["ecall"], p["fence_i"]) != want
+               and f"ecall {p['ecall']} fence.i {p['fence_i']}",
+               f"{want[0]} `ecall`, {want[1]} `fence.i` everywhere")
     return out
 
 
@@ -525,8 +511,7 @@ def reading(results):
     fx = lambda imp, s=4096: r[("aarch64", "a64fx", imp, "clear", s)]
     mx = lambda imp, s=4096: r[("aarch64", "max", imp, "clear", s)]
     b = lambda cpu, imp: r[("aarch64", cpu, imp, "batch", BATCH_LEN)]
-    t = []
-    t.append("### Reading\n")
+    t = ["### Reading\n"]
     t.append(
         f"* **wasmtime 34 does nothing on AArch64**: {a53('wasmtime34')['net']} instructions, "
         f"{a53('wasmtime34')['ic_ivau']} `ic ivau`, {a53('wasmtime34')['dsb_any']} barriers for "
