@@ -4,7 +4,8 @@
 # nothing by itself. The interface:
 #
 #   ci_init NAME              name for messages and the summary line; CARGO_TERM_COLOR=never
-#   say MSG... / die MSG...   "== NAME: MSG" (to CI_SAY_FD, default 1) / the same on stderr, exit 1
+#   say MSG... / warn MSG...  "== NAME: MSG" to CI_SAY_FD (default 1) / to stderr
+#   die MSG...                "== NAME: error: MSG" on stderr, exit 1
 #
 #   ci_apt ENTRY...           apt-get install what is missing, one update per process, waits up
 #                             to 10 min for the dpkg lock. ENTRY: `command:package` (a command on
@@ -41,15 +42,10 @@ CI_FAILED=0
 CI_FAILURES=()
 CI_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
-ci_init() {
-  CI_NAME=$1
-  export CARGO_TERM_COLOR=never
-}
+ci_init() { CI_NAME=$1 && export CARGO_TERM_COLOR=never; }
 say() { echo "== $CI_NAME: $*" >&"${CI_SAY_FD:-1}"; }
-die() {
-  echo "== $CI_NAME: error: $*" >&2
-  exit 1
-}
+warn() { echo "== $CI_NAME: $*" >&2; }
+die() { warn "error: $*"; exit 1; }
 
 # ---- installing -----------------------------------------------------------------------------
 CI_APT_UPDATED=0
@@ -66,7 +62,7 @@ ci_apt() {
   [ ${#missing[@]} -gt 0 ] || return 0
   local sudo=() apt=(apt-get -o DPkg::Lock::Timeout=600 -qq)
   [ "$(id -u)" = 0 ] || sudo=(sudo)
-  echo "== $CI_NAME: apt-get install ${missing[*]}" >&2
+  warn "apt-get install ${missing[*]}"
   # Other jobs may hold the dpkg lock for a while: wait for it instead of failing.
   if [ "$CI_APT_UPDATED" = 0 ]; then
     "${sudo[@]}" "${apt[@]}" update >/dev/null
@@ -80,7 +76,7 @@ ci_toolchain() {
   local tc=$1 c missing=()
   shift
   if ! rustup run "$tc" rustc --version >/dev/null 2>&1; then
-    echo "== $CI_NAME: installing the $tc toolchain" >&2
+    warn "installing the $tc toolchain"
     rustup toolchain install "$tc" --profile minimal >&2 || return 1
   fi
   local installed
@@ -110,7 +106,7 @@ ci_cross() {
     CI_RUNNER_VAR=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_RUNNER
     return 0
   done
-  echo "== $CI_NAME: $1 is not in CI_CROSS (.ci/lib.sh)" >&2
+  warn "$1 is not in CI_CROSS (.ci/lib.sh)"
   return 1
 }
 ci_cross_triples() { printf '%s\n' "${CI_CROSS[@]%% *}"; }
@@ -138,28 +134,15 @@ ci_check_cargo_config() {
     ci_cross "$triple"
     got=$(awk -v t="[target.$triple]" '/^\[/ { on = ($0 == t) } on && /^(linker|runner) =/' \
       .cargo/config.toml)
-    [ "$got" = "linker = \"$CI_LINKER\""$'\n'"runner = \"$CI_RUNNER\"" ] || {
-      echo "== $CI_NAME: .cargo/config.toml [target.$triple] differs from CI_CROSS in .ci/lib.sh" >&2
-      return 1
-    }
+    [ "$got" = "linker = \"$CI_LINKER\""$'\n'"runner = \"$CI_RUNNER\"" ] ||
+      { warn ".cargo/config.toml [target.$triple] differs from CI_CROSS in .ci/lib.sh"; return 1; }
   done
 }
 
 # ---- counting -------------------------------------------------------------------------------
-ci_pass() {
-  CI_PASSED=$((CI_PASSED + 1))
-  echo "$CI_NAME: PASS $*"
-}
-ci_fail() {
-  CI_FAILED=$((CI_FAILED + 1))
-  CI_FAILURES+=("$*")
-  echo "$CI_NAME: FAIL $*"
-}
-ci_check() {
-  local text=$1
-  shift
-  if "$@"; then ci_pass "$text"; else ci_fail "$text"; fi
-}
+ci_pass() { CI_PASSED=$((CI_PASSED + 1)) && echo "$CI_NAME: PASS $*"; }
+ci_fail() { CI_FAILED=$((CI_FAILED + 1)) && CI_FAILURES+=("$*") && echo "$CI_NAME: FAIL $*"; }
+ci_check() { if "${@:2}"; then ci_pass "$1"; else ci_fail "$1"; fi; }
 ci_summary() {
   if [ "$CI_FAILED" -gt 0 ]; then
     echo "== $CI_NAME: failed:"
@@ -173,10 +156,7 @@ ci_summary() {
 # The mirror URIs this machine's apt already uses, so no host name is written into the project:
 # release suites only (not -security/-updates), deb822 and one-line sources, the first one.
 ci_mirror() {
-  if [ -n "${CI_MIRROR:-}" ]; then
-    echo "${CI_MIRROR%/}"
-    return
-  fi
+  [ -z "${CI_MIRROR:-}" ] || { echo "${CI_MIRROR%/}"; return; }
   local f releases='^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldstable|stable|testing|unstable)$'
   {
     for f in /etc/apt/sources.list.d/*.sources; do
@@ -203,7 +183,7 @@ ci_download() { # url out sha256
   if ! /usr/lib/apt/apt-helper download-file "$1" "$2" "SHA256:$3" >/dev/null 2>&1 ||
     ! echo "$3  $2" | sha256sum --quiet -c - >/dev/null 2>&1; then
     rm -f "$2"
-    echo "== $CI_NAME: $1: download failed or its SHA256 is not $3" >&2
+    warn "$1: download failed or its SHA256 is not $3"
     return 1
   fi
 }
@@ -212,14 +192,14 @@ ci_release() { # dir suite
   local dir=$1 suite=$2 mirror
   ci_apt gpgv:gpgv xz:xz-utils "$CI_KEYRING:debian-archive-keyring" || return 1
   mirror=$(ci_mirror)
-  [ -n "$mirror" ] || { echo "== $CI_NAME: no Debian mirror in the apt sources (set CI_MIRROR)" >&2; return 1; }
+  [ -n "$mirror" ] || { warn "no Debian mirror in the apt sources (set CI_MIRROR)"; return 1; }
   mkdir -p "$dir"
   rm -f "$dir/InRelease" "$dir/Release"
   /usr/lib/apt/apt-helper download-file "$mirror/dists/$suite/InRelease" "$dir/InRelease" \
-    >/dev/null 2>&1 || { echo "== $CI_NAME: cannot fetch $suite InRelease" >&2; return 1; }
+    >/dev/null 2>&1 || { warn "cannot fetch $suite InRelease"; return 1; }
   gpgv --quiet --keyring "$CI_KEYRING" --output "$dir/Release" "$dir/InRelease" 2>/dev/null || {
     rm -f "$dir/Release"
-    echo "== $CI_NAME: $suite InRelease: the signature does not verify against $CI_KEYRING" >&2
+    warn "$suite InRelease: the signature does not verify against $CI_KEYRING"
     return 1
   }
 }
@@ -245,9 +225,9 @@ ci_index() { # dir suite path (Release already in dir)
     return 0
   done
   if [ -z "$tried" ]; then
-    echo "== $CI_NAME: $suite: the signed Release names no $path" >&2
+    warn "$suite: the signed Release names no $path"
   else
-    echo "== $CI_NAME: $suite: the mirror serves no by-hash copy of$tried that matches the signed Release" >&2
+    warn "$suite: the mirror serves no by-hash copy of$tried that matches the signed Release"
   fi
   return 1
 }
