@@ -40,12 +40,8 @@ if want selftest; then
   aarch64-linux-gnu-gcc -O2 -Wall -Werror -static -pthread -o "$out/selftest-aarch64" tests/qemu-plugin/selftest.c &&
     riscv64-linux-gnu-gcc -O2 -Wall -Werror -static -pthread -o "$out/selftest-riscv64" tests/qemu-plugin/selftest.c ||
     ci_fail "self-test programs do not build"
-  if python3 .ci/coherence.py selftest --run .ci/coherence-run \
-    --aarch64 "$out/selftest-aarch64" --riscv64 "$out/selftest-riscv64"; then
-    ci_pass "self-tests"
-  else
-    ci_fail "self-tests"
-  fi
+  ci_check "self-tests" python3 .ci/coherence.py selftest --run .ci/coherence-run \
+    --aarch64 "$out/selftest-aarch64" --riscv64 "$out/selftest-riscv64"
 fi
 
 # One model: the JIT tests and the example under the checker, zero findings required.
@@ -56,11 +52,9 @@ crate_model() { # target cpu
   wrap=$(bash .ci/coherence-run --cpu "$cpu" --out "$dir" --show 5 --wrap-only) || return 1
   ci_cross "$target"
   say "$target -cpu $cpu: tests/jit.rs, tests/stress.rs, tests/dynasm-client/tests/dynasm.rs, examples/jit.rs"
-  local status=0
-  env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU" \
-    cargo test -q --target "$target" --test jit --test stress --test dynasm || status=1
-  env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU" \
-    cargo run -q --example jit --target "$target" >/dev/null || status=1
+  local status=0 run=(env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU")
+  "${run[@]}" cargo test -q --target "$target" --test jit --test stress --test dynasm || status=1
+  "${run[@]}" cargo run -q --example jit --target "$target" >/dev/null || status=1
   python3 .ci/coherence.py summarize "$dir" --min-checked 1000 | tail -n 4 || status=1
   return "$status"
 }
@@ -70,15 +64,12 @@ if want crate; then
   cargo test -q --no-run --target aarch64-unknown-linux-gnu --test jit --test stress --test dynasm
   cargo test -q --no-run --target riscv64gc-unknown-linux-gnu --test jit --test stress --test dynasm
   for cpu in max cortex-a53 a64fx neoverse-n2; do
-    if crate_model aarch64-unknown-linux-gnu "$cpu"; then ci_pass "crate on aarch64 $cpu"; else ci_fail "crate on aarch64 $cpu"; fi
+    ci_check "crate on aarch64 $cpu" crate_model aarch64-unknown-linux-gnu "$cpu"
   done
   # The QEMU built here accepts the RISC-V prctl (.ci/qemu-patches/), so the crate takes its
   # fence.i path; the mutants below also check the system-call path.
-  if ICACHE_EXPECT_RISCV_PATH=fence.i crate_model riscv64gc-unknown-linux-gnu rv64; then
-    ci_pass "crate on riscv64 (fence.i path)"
-  else
-    ci_fail "crate on riscv64 (fence.i path)"
-  fi
+  ICACHE_EXPECT_RISCV_PATH=fence.i ci_check "crate on riscv64 (fence.i path)" \
+    crate_model riscv64gc-unknown-linux-gnu rv64
   say "crate under the checker in $((SECONDS - t)) s"
 fi
 
@@ -102,23 +93,19 @@ mutant() { # name target cpu file sed-expr class
   ci_cross "$target"
   (cd "$m" && env PATH="$wrap:$PATH" "$CI_RUNNER_VAR=$wrap/$CI_QEMU" CARGO_TARGET_DIR="$PWD/target" \
     cargo test -q --target "$target" --test jit -- --test-threads=1 >"$dir.log" 2>&1) || true
-  local got
+  local got ok=0 pass fail
   got=$(python3 .ci/coherence.py summarize "$dir" | tail -n 1)
   if [ "$class" = none ]; then
     # A forced path rather than a defect: it must be clean, and must have run.
-    if grep -q ' 0 findings' <<<"$got" && grep -q 'test result: ok' "$dir.log" &&
-      ! grep -q 'FAILED' "$dir.log"; then
-      ci_pass "variant $name clean on $cpu: ${got#coherence: }"
-    else
-      ci_fail "variant $name on $cpu: ${got#coherence: }"
-      tail -n 20 "$dir.log"
-    fi
-    return
-  fi
-  if grep -q "$class=" <<<"$got"; then
-    ci_pass "mutant $name caught on $cpu: ${got#coherence: }"
+    grep -q ' 0 findings' <<<"$got" && grep -q 'test result: ok' "$dir.log" &&
+      ! grep -q 'FAILED' "$dir.log" && ok=1
+    pass="variant $name clean on $cpu" fail="variant $name on $cpu"
   else
-    ci_fail "mutant $name NOT caught on $cpu (expected $class): ${got#coherence: }"
+    grep -q "$class=" <<<"$got" && ok=1
+    pass="mutant $name caught on $cpu" fail="mutant $name NOT caught on $cpu (expected $class)"
+  fi
+  if [ "$ok" = 1 ]; then ci_pass "$pass: ${got#coherence: }"; else
+    ci_fail "$fail: ${got#coherence: }"
     tail -n 20 "$dir.log"
   fi
 }
