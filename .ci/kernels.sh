@@ -60,8 +60,8 @@ fi
 # Suites in order of preference: riscv64 wants Linux 6.10+ (the fence.i prctl), which trixie
 # (6.12) and later carry. Measured 2026-11-24: this machine's mirror serves trixie's riscv64
 # index neither by hash (404) nor matching its InRelease; forky's and sid's verify.
-suites_aarch64=${KERNELS_SUITES_AARCH64:-bookworm}
-suites_riscv64=${KERNELS_SUITES_RISCV64:-trixie forky sid}
+declare -A suites_for=([aarch64]=${KERNELS_SUITES_AARCH64:-bookworm}
+  [riscv64]=${KERNELS_SUITES_RISCV64:-trixie forky sid})
 
 # Sets $debs to verified .debs of the newest kernel image of a Debian arch in one suite: the
 # linux-image package, and from Linux 7 on the linux-binary (Image) and linux-base (config)
@@ -141,12 +141,12 @@ unpack_kernel() { # out deb...
   rm -rf "$tmp"
 }
 
+# The CI_CROSS row of a guest arch (.ci/lib.sh): aarch64-unknown-linux-gnu, riscv64gc-unknown-linux-gnu.
+triple_of() { ci_cross_triples | grep -m1 "^$1"; }
+
 kernel_for() { # arch -> $img: a verified Image, cached with its SHA256
-  local arch=$1 debarch suites suite dir
-  case $arch in
-  aarch64) debarch=arm64 suites=$suites_aarch64 ;;
-  riscv64) debarch=riscv64 suites=$suites_riscv64 ;;
-  esac
+  local arch=$1 suites=${suites_for[$1]} suite dir
+  ci_cross "$(triple_of "$arch")"
   dir=$work/$arch
   mkdir -p "$dir/deb"
   img=$dir/Image
@@ -159,7 +159,7 @@ kernel_for() { # arch -> $img: a verified Image, cached with its SHA256
   rm -f "$img" "$img.sha256" "$img.source"
   debs=()
   for suite in $suites; do
-    fetch_kernel_deb "$debarch" "$suite" "$dir/deb" && break
+    fetch_kernel_deb "$CI_DEBARCH" "$suite" "$dir/deb" && break
     say "$suite: not used for $arch (its chain does not verify)"
     debs=()
   done
@@ -176,10 +176,7 @@ kernel_for() { # arch -> $img: a verified Image, cached with its SHA256
 export CARGO_TARGET_DIR=$work/build
 build_for() { # arch -> fills $work/$arch/root
   local arch=$1 triple json rootfs
-  case $arch in
-  aarch64) triple=aarch64-unknown-linux-gnu ;;
-  riscv64) triple=riscv64gc-unknown-linux-gnu ;;
-  esac
+  triple=$(triple_of "$arch")
   ci_cross "$triple"
   rootfs=$work/$arch/root
   rm -rf "$rootfs"
@@ -188,11 +185,10 @@ build_for() { # arch -> fills $work/$arch/root
   say "building test binaries for $triple (static)"
   # Static, so the initramfs needs no libc; line tables keep backtraces readable while
   # keeping the archive small. Separate target dir: the normal build stays untouched.
-  RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_DEV_DEBUG=line-tables-only \
-    cargo test --no-run --target "$triple" --message-format=json >"$json" ||
+  local static=(env RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_DEV_DEBUG=line-tables-only)
+  "${static[@]}" cargo test --no-run --target "$triple" --message-format=json >"$json" ||
     die "cargo test --no-run --target $triple failed"
-  RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_DEV_DEBUG=line-tables-only \
-    cargo build -q --manifest-path tests/kernel/report/Cargo.toml --target "$triple" ||
+  "${static[@]}" cargo build -q --manifest-path tests/kernel/report/Cargo.toml --target "$triple" ||
     die "building the guest reporter failed"
   cp "$CARGO_TARGET_DIR/$triple/debug/icache-kernel-report" "$rootfs/report"
   "$CI_LINKER" -static -O2 -Wall -Wextra -Werror -o "$rootfs/init" tests/kernel/init.c
@@ -215,11 +211,7 @@ summary=()
 # (6.12) accepts the prctl that lets the crate use a user fence.i: the RISC-V tests check that
 # path was taken (tests/jit.rs, riscv_reports_its_clear_cache_path).
 ICACHE_EXPECT_RISCV_PATH=${ICACHE_EXPECT_RISCV_PATH-fence.i}
-if [ -n "$ICACHE_EXPECT_RISCV_PATH" ]; then
-  export ICACHE_EXPECT_RISCV_PATH
-else
-  unset ICACHE_EXPECT_RISCV_PATH
-fi
+if [ -n "$ICACHE_EXPECT_RISCV_PATH" ]; then export ICACHE_EXPECT_RISCV_PATH; else unset ICACHE_EXPECT_RISCV_PATH; fi
 forward=""
 while IFS='=' read -r k v; do
   case $k in ICACHE_*) [[ $v =~ ^[A-Za-z0-9_.,:-]*$ ]] && forward+=" $k=$v" ;; esac
@@ -303,7 +295,6 @@ boot_for() {
       grep -q ' exit=0 ' <<<"$end" && verdict=ok
       detail=${end#"${mark}end $n "}
     else
-
       results=$(grep -E '^test result: ' <<<"$body" || true)
       passed=$(sed -nE 's/^test result: ok\. ([0-9]+) passed; 0 failed.*/\1/p' <<<"$results" |
         awk '{ s += $1 } END { print s + 0 }')
