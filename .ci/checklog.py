@@ -4,16 +4,12 @@ then a summary line "<name>: N passed, M failed"."""
 
 class Report:
     def __init__(self, name):
-        self.name = name
-        self.passed = 0
-        self.failed = 0
+        self.name, self.passed, self.failed = name, 0, 0
 
     def check(self, ok, text):
         print(("ok   " if ok else "FAIL ") + text, flush=True)
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
+        self.passed += bool(ok)
+        self.failed += not ok
 
     def finish(self):
         """Prints the summary; the process exit status."""
