@@ -1,11 +1,8 @@
 #!/usr/bin/env python3
-"""Exact instruction accounting for `.ci/icount.sh`.
-
-Runs `benches/src/bin/probe.rs` under qemu-user with the counting plugin
-(`tests/qemu-plugin/icount.c`) twice per configuration, with 1 and 65 repetitions, and takes
-per-call counts as (count at 65 - count at 1) / 64: start-up and one-time costs cancel. The
-expected counts are derived here from the CPU model's line sizes, independently of the crate.
-"""
+"""Exact instruction accounting for `.ci/icount.sh`: `benches/src/bin/probe.rs` under qemu-user
+with the counting plugin, per-call counts from two runs (.ci/qemucount.py: 1 and 65 repetitions,
+so start-up and one-time costs cancel). The expected counts are derived here from the CPU
+model's line sizes, independently of the crate."""
 
 import argparse
 import concurrent.futures
