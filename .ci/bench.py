@@ -404,6 +404,19 @@ def write(results, crit, out_md, svg_rel, bench_args):
         f.write("\n".join(md))
 
 
+def against_peers(results):
+    """[(model, size, icache's count, the cheapest full-sequence peer's, that peer)] (AArch64)."""
+    return [(cpu, s, results[("aarch64", cpu, "icache", "clear", s)]["net"],
+             *min((results[("aarch64", cpu, i, "clear", s)]["net"], i) for i in FULL_SEQUENCE))
+            for cpu, _ in AARCH64_CPUS for s in SIZES]
+
+
+def margins(rows):
+    """icache minus the cheapest peer over `rows`: "+n", or "lo to hi"."""
+    lo, hi = min(r[2] - r[3] for r in rows), max(r[2] - r[3] for r in rows)
+    return f"{lo:+d}" if lo == hi else f"{lo:+d} to {hi:+d}"
+
+
 ICACHE_CONFIGS = ([("icache", "clear", s) for s in SIZES]
                   + [("icache", "batch", BATCH_LEN), ("icache-slices", "batch", BATCH_LEN)])
 
@@ -438,18 +451,10 @@ def evaluate(results, crit):
            lambda p, *_: (p["mrs_ctr_el0"] or p["svc"])
            and f"ctr {p['mrs_ctr_el0']} svc {p['svc']}", "0 and 0 everywhere")
 
-    worse, margins = [], []
-    for cpu, _ in AARCH64_CPUS:
-        for s in SIZES:
-            me = results[("aarch64", cpu, "icache", "clear", s)]["net"]
-            best = min((results[("aarch64", cpu, i, "clear", s)]["net"], i) for i in FULL_SEQUENCE)
-            margins.append(me - best[0])
-            if me > best[0]:
-                worse.append(f"{cpu} {s} B: {me} vs {best[1]} {best[0]}")
-    span = (f"{min(margins):+d}" if min(margins) == max(margins)
-            else f"{min(margins):+d} to {max(margins):+d}")
+    rows = against_peers(results)
+    worse = [f"{cpu} {s} B: {me} vs {imp} {best}" for cpu, s, me, best, imp in rows if me > best]
     out.append((f"total instructions ≤ the cheapest full-sequence peer ({', '.join(FULL_SEQUENCE)})",
-                not worse, f"icache − best peer: {span} instructions in {len(margins)} "
+                not worse, f"icache − best peer: {margins(rows)} instructions in {len(rows)} "
                 "configurations; " + ("; ".join(worse if len(worse) <= 3 else worse[:2] + ["…"] + worse[-1:]))))
 
     one = []
@@ -545,8 +550,7 @@ def reading(results):
     t.append(
         f"* **libgcc** (`__clear_cache`) does the full sequence with a cached CTR_EL0 "
         f"({a53('libgcc')['mrs_ctr_el0']} reads per call), through a PLT call.")
-    ic, sl, lg = b("cortex-a53", "icache"), b("cortex-a53", "icache-slices"), b("cortex-a53",
-                                                                                 "libgcc")
+    ic, sl, lg = (b("cortex-a53", i) for i in ("icache", "icache-slices", "libgcc"))
     t.append(
         f"* **Batches**: on `cortex-a53`, 1000×256 B costs `clear_cache_many` {ic['net']} "
         f"instructions and `clear_cache_slices` {sl['net']} (3 barriers each), against "
@@ -591,16 +595,10 @@ def reading(results):
         "returned through memory). Against a system call of a few hundred nanoseconds this is "
         "within the noise (see the host timings). wasmtime does no system call on RISC-V and "
         "x86-64: it skips the flush there.")
-    gaps = {}
-    for cpu, _ in AARCH64_CPUS:
-        for sz in SIZES:
-            best = min(r[("aarch64", cpu, i, "clear", sz)]["net"] for i in FULL_SEQUENCE)
-            gaps[(cpu, sz)] = r[("aarch64", cpu, "icache", "clear", sz)]["net"] - best
-    lo, hi = min(gaps.values()), max(gaps.values())
     peer_lines = ", ".join(f"{i} {per_line(r, 'cortex-a53', i):.3g}" for i in FULL_SEQUENCE)
     t.append(
         f"* **icache against the full-sequence peers** ({', '.join(FULL_SEQUENCE)}): icache "
-        f"minus the cheapest of them is {lo:+d}" + (f" to {hi:+d}" if hi != lo else "") +
+        f"minus the cheapest of them is {margins(against_peers(r))}"
         " instructions per call over every model and size. Per line (clean and invalidate "
         f"together) icache spends {per_line(r, 'cortex-a53', 'icache'):.3g} instructions on "
         f"`cortex-a53` against {peer_lines} (every model: the per-line table below); the rest "

@@ -17,8 +17,7 @@ gcc -O2 -std=c11 -Wall -Wextra -Werror -o "$out/inject" tests/seccomp/inject.c
 
 # The qemu-user runners of .ci/lib.sh; the binaries are dynamically linked against the cross libc.
 targets=(host aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu)
-declare -A runner=([host]="")
-declare -A bin
+declare -A runner=([host]="") bin
 for t in "${targets[@]}"; do
   say "building tests/faults.rs for $t"
   target_arg=()
@@ -66,8 +65,7 @@ count_membarrier() { # TARGET MODE CALLS -> number of membarrier calls in the wh
   awk '$NF == "membarrier" { n = $4 } END { print n + 0 }' "$log"
   rm -f "$log"
 }
-k1=10
-k2=260
+k1=10 k2=260
 for t in "${targets[@]}"; do
   for mode in "${modes[@]}"; do
     # A mechanism that is a membarrier costs one call per flush; a refused one (remembered as
@@ -79,7 +77,7 @@ for t in "${targets[@]}"; do
     if c1=$(count_membarrier "$t" "$mode" $k1) && c2=$(count_membarrier "$t" "$mode" $k2); then
       want=$(((k2 - k1) * per_call))
       line="$t $mode: membarrier calls $c1 for $k1 flushes, $c2 for $k2: difference $((c2 - c1)), expected $want"
-      if [ $((c2 - c1)) = "$want" ]; then ci_pass "$line"; else ci_fail "$line"; fi
+      ci_check "$line" [ $((c2 - c1)) = "$want" ]
     else
       ci_fail "$t $mode: strace run failed"
     fi

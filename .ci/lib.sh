@@ -12,6 +12,7 @@
 #                             PATH), `/path:package` (a file) or `package` (dpkg status)
 #   ci_toolchain NAME [COMPONENT...]   a rustup toolchain (nightly, 1.81, ...) with components;
 #                             non-zero if it cannot be had
+#   ci_targets TRIPLE...      rustup target add those not installed yet
 #   ci_setup                  the cross toolchains, qemu-user and rustup targets of CI_CROSS,
 #                             the host tools, clippy and rustfmt; checks .cargo/config.toml
 #
@@ -120,11 +121,15 @@ ci_setup() {
   done
   ci_apt "${entries[@]}"
   rustup component add clippy rustfmt >/dev/null 2>&1 || true
-  local have missing=()
-  have=$(rustup target list --installed)
-  for triple in $(ci_cross_triples); do grep -qx "$triple" <<<"$have" || missing+=("$triple"); done
-  [ ${#missing[@]} -eq 0 ] || rustup target add "${missing[@]}" >/dev/null
+  ci_targets "${CI_CROSS[@]%% *}"
   ci_check_cargo_config
+}
+
+ci_targets() {
+  local have t missing=()
+  have=$(rustup target list --installed)
+  for t; do grep -qx "$t" <<<"$have" || missing+=("$t"); done
+  [ ${#missing[@]} -eq 0 ] || rustup target add "${missing[@]}" >/dev/null
 }
 
 # .cargo/config.toml must name the linker and runner CI_CROSS gives each target.

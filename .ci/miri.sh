@@ -18,9 +18,6 @@ export PROPTEST_DISABLE_FAILURE_PERSISTENCE=1
 export MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-permissive-provenance \
 -Zmiri-env-forward=PROPTEST_CASES -Zmiri-env-forward=PROPTEST_DISABLE_FAILURE_PERSISTENCE"
 
-# Too slow under Miri (minutes each), and all pure arithmetic that the native suite and the
-# fuzz targets cover: byte-by-byte sets for every line size and for 128 KiB ranges.
-
 ci_check "unit tests (--lib)" cargo +nightly miri test --lib
 # tests/plan.rs shrinks its ranges under cfg(miri), so all of it runs here.
 ci_check "tests/plan.rs (PROPTEST_CASES=$PROPTEST_CASES)" cargo +nightly miri test --test plan

@@ -42,13 +42,7 @@ nightly_targets=(
 )
 
 say "installing what is missing"
-installed=$(rustup target list --installed)
-missing=()
-for entry in "${stable_targets[@]}"; do
-  t=${entry%%|*}
-  grep -qx "$t" <<<"$installed" || missing+=("$t")
-done
-[ ${#missing[@]} -eq 0 ] || rustup target add "${missing[@]}" >/dev/null
+ci_targets "${stable_targets[@]%%|*}"
 rustup component add clippy >/dev/null 2>&1 || true
 
 have_nightly=1
