@@ -36,13 +36,10 @@ def read_dir(path):
                 "no_ic": 0, "with_ic": 0}
         with open(f) as fh:
             for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line cut short by a killed process
+                    continue  # an empty line, or one cut short by a killed process
                 kind = rec.get("kind")
                 if kind == "summary":
                     proc["summary"] = rec
@@ -90,8 +87,7 @@ def summarize(args):
         for rec in p["first"]:
             print(f"  {rec['class']}: thread {rec['thread']} ran {rec['pc']}, stored by thread "
                   f"{rec.get('store_thread')} at pc {rec.get('store_pc')}; missing: {rec['missing']}")
-    nf = sum(t["findings"].values())
-    nw = sum(t["warnings"].values())
+    nf, nw = sum(t["findings"].values()), sum(t["warnings"].values())
     print(f"coherence: {t['processes']} processes, {nf} findings ({fmt_classes(t['findings'])}), "
           f"{nw} warnings ({fmt_classes(t['warnings'])}), {t['checked']} executions of written "
           f"code checked, {t['cmodx']} under concurrent modification (allowed)")
@@ -202,10 +198,8 @@ SHORT = {
 
 
 def cell_text(r):
-    if r["status"] == "unsupported":
-        return "n/a"
-    if r["status"] == "error":
-        return "error"
+    if r["status"] != "ran":
+        return {"unsupported": "n/a", "error": "error"}[r["status"]]
     f = r["t"]["findings"]
     if not f:
         text = "0"

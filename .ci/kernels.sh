@@ -83,10 +83,7 @@ fetch_kernel_deb() { # debarch suite dir
     stanza=$(ci_stanza "$index" "$pkg")
     file=$(sed -n 's/^Filename: //p' <<<"$stanza")
     sha=$(sed -n 's/^SHA256: //p' <<<"$stanza")
-    if [ -z "$file" ] || [ -z "$sha" ]; then
-      say "$suite: no Filename/SHA256 for $pkg"
-      return 1
-    fi
+    [ -n "$file" ] && [ -n "$sha" ] || { say "$suite: no Filename/SHA256 for $pkg"; return 1; }
     say "downloading $(basename "$file") (SHA256 $sha from the signed $suite index)"
     deb=$dir/$(basename "$file")
     ci_download "$(ci_mirror)/$file" "$deb" "$sha" || return 1
@@ -305,9 +302,7 @@ boot_for() {
         detail="${end#"${mark}end $n "}; $(grep -m1 -E '^test result: FAILED' <<<"$body" || echo 'no ok summary')"
       fi
     fi
-    if grep -q "^${mark}retry $n " "$log"; then
-      detail="$detail (second run: the first stalled until the time limit)"
-    fi
+    grep -q "^${mark}retry $n " "$log" && detail+=" (second run: the first stalled until the time limit)"
     # In the single-threaded pass a binary without any live-patch test ran nothing.
     [ "$pass" = st ] && [ "$verdict" = ok ] && [ "$passed" = 0 ] && continue
     if [ "$verdict" = ok ]; then
