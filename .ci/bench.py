@@ -539,29 +539,27 @@ def reading(results):
         f"{a53('icache')['net']}); on `neoverse-n2` (IDC = 1) {w50n2['dc_cvau']} `dc cvau` and "
         f"{w50n2['ic_ivau']} `ic ivau`, {w50n2['net']} instructions (icache {n2('icache')['net']}, "
         f"{n2('icache')['dc_cvau']} `dc cvau`).")
+    ic, sl, lg, dyn = (b("cortex-a53", i) for i in ("icache", "icache-slices", "libgcc", "dynasmrt"))
+    bars = lambda p: p["dsb_any"] + p["isb"]
     t.append(
         f"* **clear-cache and dynasmrt read CTR_EL0 on every call** "
         f"({a53('clear-cache')['mrs_ctr_el0']} and {a53('dynasmrt')['mrs_ctr_el0']} per call); "
         "under qemu the read is one instruction, on cores whose kernel traps it (errata, "
         "mismatched big.LITTLE) it is a trap per call. dynasmrt also ignores IDC/DIC. Both issue "
         "the full sequence per call: for 1000 functions of 256 B they execute "
-        f"{b('cortex-a53', 'dynasmrt')['dsb_any'] + b('cortex-a53', 'dynasmrt')['isb']} barriers "
-        f"where `clear_cache_many` executes {b('cortex-a53', 'icache')['dsb_any'] + b('cortex-a53', 'icache')['isb']}.")
+        f"{bars(dyn)} barriers where `clear_cache_many` executes {bars(ic)}.")
     t.append(
         f"* **libgcc** (`__clear_cache`) does the full sequence with a cached CTR_EL0 "
         f"({a53('libgcc')['mrs_ctr_el0']} reads per call), through a PLT call.")
-    ic, sl, lg = (b("cortex-a53", i) for i in ("icache", "icache-slices", "libgcc"))
     t.append(
         f"* **Batches**: on `cortex-a53`, 1000×256 B costs `clear_cache_many` {ic['net']} "
         f"instructions and `clear_cache_slices` {sl['net']} (3 barriers each), against "
-        f"{lg['net']} for 1000 libgcc calls and {b('cortex-a53', 'dynasmrt')['net']} for 1000 "
-        f"dynasmrt calls ({b('cortex-a53', 'dynasmrt')['dsb_any'] + b('cortex-a53', 'dynasmrt')['isb']} "
-        "barriers). icache checks the ranges and coalesces those written back to back into runs "
-        "in one pass that touches nothing (a range that starts where the last one ended costs "
-        "one comparison and one addition), keeps up to 16 runs on the stack (it allocates "
-        "nothing), then walks the runs to clean and again to invalidate; on hardware the "
-        f"{b('cortex-a53', 'dynasmrt')['dsb_any'] + b('cortex-a53', 'dynasmrt')['isb'] - 3} "
-        "barriers saved outweigh the extra arithmetic.")
+        f"{lg['net']} for 1000 libgcc calls and {dyn['net']} for 1000 dynasmrt calls "
+        f"({bars(dyn)} barriers). icache checks the ranges and coalesces those written back to "
+        "back into runs in one pass that touches nothing (a range that starts where the last one "
+        "ended costs one comparison and one addition), keeps up to 16 runs on the stack (it "
+        "allocates nothing), then walks the runs to clean and again to invalidate; on hardware "
+        f"the {bars(dyn) - 3} barriers saved outweigh the extra arithmetic.")
     rv = lambda imp, m=None, op="clear", n=4096: r[("riscv64", m, imp, op, n)]
     pub = lambda imp, m: rv(imp, m, "publish", PUBLISH_LEN)
     t.append(

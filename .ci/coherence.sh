@@ -5,13 +5,13 @@
 #   3. its self-tests: tests/qemu-plugin/selftest.c, one program mode per defect, on four
 #      AArch64 models and riscv64, each reported with the expected class (and the complete
 #      sequences with none);
-#   4. the crate's JIT tests (tests/jit.rs, tests/stress.rs, tests/dynasm-client/tests/dynasm.rs) and
-#      examples/jit.rs under the checker on aarch64 max (32-byte lines), cortex-a53 (64),
-#      a64fx (256), neoverse-n2 (IDC=1) and riscv64: zero findings each;
+#   4. the crate's JIT tests (tests/jit.rs, tests/stress.rs, tests/dynasm-client/tests/
+#      dynasm.rs) and examples/jit.rs under the checker on aarch64 max (32-byte lines),
+#      cortex-a53 (64), a64fx (256), neoverse-n2 (IDC=1) and riscv64: zero findings each;
 #   5. mutants: the crate with one flush step broken at a time (a fixed 64-byte ic stride,
 #      no clean, no dsb between clean and invalidate, no isb, a pipeline_flush_local that does
-#      nothing, RISC-V flags 1), built from a
-#      copy of the tree: tests/jit.rs under the checker must fail each one;
+#      nothing, RISC-V flags 1), built from a copy of the tree: tests/jit.rs under the checker
+#      must fail each one;
 #   6. the peers table (benches/coherence-peers): icache and every peer, one and two
 #      threads, every model, written to target/coherence/peers.md and checked against what
 #      each peer is known to get wrong (.ci/coherence.py).

@@ -38,9 +38,7 @@
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 CI_NAME=${CI_NAME:-ci}
-CI_PASSED=0
-CI_FAILED=0
-CI_FAILURES=()
+CI_PASSED=0 CI_FAILED=0 CI_FAILURES=()
 CI_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 ci_init() { CI_NAME=$1 && export CARGO_TERM_COLOR=never; }
@@ -74,13 +72,12 @@ ci_apt() {
 }
 
 ci_toolchain() {
-  local tc=$1 c missing=()
+  local tc=$1 c installed missing=()
   shift
   if ! rustup run "$tc" rustc --version >/dev/null 2>&1; then
     warn "installing the $tc toolchain"
     rustup toolchain install "$tc" --profile minimal >&2 || return 1
   fi
-  local installed
   installed=$(rustup component list --toolchain "$tc" --installed 2>/dev/null) || return 1
   for c; do grep -q "^$c" <<<"$installed" || missing+=("$c"); done
   [ ${#missing[@]} -eq 0 ] || rustup component add --toolchain "$tc" "${missing[@]}" >&2
