@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+from checklog import Report
+
 # Models: (name, arch, what it is). IDC/DIC and line sizes come from the model's CTR_EL0.
 MODELS = [
     ("max", "aarch64", "32-byte lines"),
@@ -146,7 +148,7 @@ EXPECT_RISCV64 = {
 
 
 def selftest(args):
-    passed = failed = 0
+    report = Report("coherence selftest")
     with tempfile.TemporaryDirectory() as tmp:
         for cpu, arch, what in MODELS:
             binary = args.aarch64 if arch == "aarch64" else args.riscv64
@@ -166,16 +168,12 @@ def selftest(args):
                     ok = False  # the rule under test must actually have been exercised
                 line = (f"{cpu:12} {mode:25} findings {fmt_classes(t['findings']):40} "
                         f"warnings {fmt_classes(t['warnings'])}")
-                if ok:
-                    passed += 1
-                    print(f"ok   {line}")
-                else:
-                    failed += 1
-                    print(f"FAIL {line}  (expected {sorted(want) or 'none'}, warnings "
-                          f"{sorted(want_warn) or 'none'}, exit {status})")
+                report.check(ok, line if ok else f"{line}  (expected {sorted(want) or 'none'}, "
+                             f"warnings {sorted(want_warn) or 'none'}, exit {status})")
+                if not ok:
                     print("     " + text.strip().replace("\n", "\n     ")[-2000:])
-    print(f"coherence selftest: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(f"coherence selftest: {report.passed} passed, {report.failed} failed")
+    return 1 if report.failed else 0
 
 
 IMPLS = ["icache", "wasmtime50", "wasmtime48", "wasmtime34", "clear-cache", "dynasmrt", "libgcc",

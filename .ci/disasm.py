@@ -135,8 +135,7 @@ def in_loop(insns, k, arch):
     for j in range(k + 1, len(insns)):
         kind, target = branch(insns[j], arch)
         if kind == "cond" and target is not None and target <= insns[k].addr:
-            body = [event(i) for i in insns if target <= i.addr <= insns[j].addr]
-            body = [e for e in body if e]
+            body = [e for i in insns if target <= i.addr <= insns[j].addr if (e := event(i))]
             return bool(body) and set(body) == {event(insns[k])}
         if kind in ("ret", "jump", "indirect"):
             return False

@@ -70,10 +70,7 @@ for t in "${targets[@]}"; do
   for mode in "${modes[@]}"; do
     # A mechanism that is a membarrier costs one call per flush; a refused one (remembered as
     # failed) or riscv_flush_icache (not a membarrier) costs none.
-    per_call=1
-    case "$t:$mode" in
-      *:enosys | *:eperm | riscv64*:einval-synccore) per_call=0 ;;
-    esac
+    case "$t:$mode" in *:enosys | *:eperm | riscv64*:einval-synccore) per_call=0 ;; *) per_call=1 ;; esac
     if c1=$(count_membarrier "$t" "$mode" $k1) && c2=$(count_membarrier "$t" "$mode" $k2); then
       want=$(((k2 - k1) * per_call))
       line="$t $mode: membarrier calls $c1 for $k1 flushes, $c2 for $k2: difference $((c2 - c1)), expected $want"

@@ -217,8 +217,7 @@ done < <(env)
 # One boot of the guest. pass "mt": multi-threaded TCG, every test except the live-patch
 # ones; pass "st": single-threaded TCG, only the live-patch tests.
 boot_for() {
-  local arch=$1 image=$2 pass=$3 log=$work/$1/console-$3.log cmd console tcg filter
-  local -a qemu
+  local arch=$1 image=$2 pass=$3 log=$work/$1/console-$3.log cmd console tcg filter qemu=()
   case $arch in
   aarch64)
     # pauth-impdef: qemu's default (architected QARMA) pointer authentication makes the
@@ -247,14 +246,13 @@ boot_for() {
   cmd="console=$console panic=-1 quiet icache.threads=$threads$filter$forward"
   qemu+=(-accel "tcg,thread=$tcg")
   say "booting $arch: $(cat "$work/$arch/Image.source") (tcg thread=$tcg, timeout ${timeout_s}s)"
-  local t0 rc=0
-  t0=$(date +%s)
+  local t0=$SECONDS rc=0
   timeout "$timeout_s" "${qemu[@]}" -smp 4 -m 1G -nographic -no-reboot -nic none \
     -kernel "$image" -initrd "$work/$arch/initramfs.cpio" -append "$cmd" </dev/null \
     >"$log.raw" 2>&1 || rc=$?
   tr -d '\r' <"$log.raw" >"$log"
   rm -f "$log.raw"
-  local secs=$(($(date +%s) - t0))
+  local secs=$((SECONDS - t0))
   say "$arch guest ran ${secs}s (qemu exit $rc), console log: ${log#"$root"/}"
   local mark='@@icache-kernel '
   if [ "$pass" = mt ]; then
