@@ -272,9 +272,8 @@ def write(results, crit, out_md, svg_rel, bench_args):
 
     # ---- reading first: targets
     w("## Targets\n")
-    checks = evaluate(results, crit)
     w("| target | result | evidence |\n|---|---|---|")
-    for name, ok, evidence in checks:
+    for name, ok, evidence in evaluate(results, crit):
         w(f"| {name} | {'**met**' if ok else '**missed**'} | {evidence} |")
     w("")
     w(reading(results))

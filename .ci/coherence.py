@@ -151,8 +151,7 @@ def selftest(args):
     report = Report("coherence selftest")
     with tempfile.TemporaryDirectory() as tmp:
         for cpu, arch, what in MODELS:
-            binary = args.aarch64 if arch == "aarch64" else args.riscv64
-            table = EXPECT_AARCH64 if arch == "aarch64" else EXPECT_RISCV64
+            binary, table = getattr(args, arch), EXPECT_AARCH64 if arch == "aarch64" else EXPECT_RISCV64
             for mode, expect in table.items():
                 out = os.path.join(tmp, f"{cpu}-{mode}")
                 os.makedirs(out)
@@ -277,7 +276,7 @@ def peers(args):
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for cpu, arch, what in MODELS:
-            binary = args.aarch64 if arch == "aarch64" else args.riscv64
+            binary = getattr(args, arch)
             for impl in IMPLS:
                 for sc in SCENARIOS:
                     out = os.path.join(tmp, f"{cpu}-{impl}-{sc}")
