@@ -1,14 +1,8 @@
 #!/usr/bin/env python3
-"""Writes BENCHMARKS.md and benches/instructions.svg for `.ci/bench.sh`.
-
-Two sources:
-* host timings: the JSON criterion left under target/criterion (`cargo bench -p icache-benches
-  --bench clear_cache`);
-* instruction counts: `benches/src/bin/peers_probe.rs` run under qemu-user with the counting
-  plugin (`tests/qemu-plugin/icount.c`; the runner is .ci/qemucount.py), twice per
-  configuration; per call = difference / DELTA. The `none` implementation (the same probe loop
-  calling an empty function) is subtracted from every total, so "total" is the instructions the
-  call adds.
+"""Writes BENCHMARKS.md and benches/instructions.svg for `.ci/bench.sh`, from its two sources
+(criterion's JSON under target/criterion; `benches/src/bin/peers_probe.rs` counted under
+qemu-user by .ci/qemucount.py). The `none` implementation (the same probe loop calling an empty
+function) is subtracted from every total, so "total" is the instructions the call adds.
 
 Only the standard library: the chart is SVG written by hand.
 """
