@@ -139,7 +139,7 @@ unpack_kernel() { # out deb...
 }
 
 # The CI_CROSS row of a guest arch (.ci/lib.sh): aarch64-unknown-linux-gnu, riscv64gc-unknown-linux-gnu.
-triple_of() { ci_cross_triples | grep -m1 "^$1"; }
+triple_of() { ci_cross_triples | grep "^$1"; }
 
 kernel_for() { # arch -> $img: a verified Image, cached with its SHA256
   local arch=$1 suites=${suites_for[$1]} suite dir
