@@ -307,13 +307,11 @@ def peers(args):
         for sc in SCENARIOS:
             checks.append((f"icache has no finding ({cpu}, {sc})", clean(cpu, "icache", sc)))
             checks.append((f"no flush is flagged ({cpu}, {sc})", flagged(cpu, "none", sc)))
-    for cpu in aarch64:
-        for sc in SCENARIOS:
-            checks.append((f"wasmtime 34 is flagged ({cpu}, {sc})", flagged(cpu, "wasmtime34", sc)))
-    for cpu in ("max", "cortex-a53", "a64fx"):
-        r = results[(cpu, "wasmtime48", "one")]
-        checks.append((f"wasmtime 48 misses the clean ({cpu})",
-                       "no-clean" in r["t"]["findings"]))
+    checks += [(f"wasmtime 34 is flagged ({cpu}, {sc})", flagged(cpu, "wasmtime34", sc))
+               for cpu in aarch64 for sc in SCENARIOS]
+    checks += [(f"wasmtime 48 misses the clean ({cpu})",
+                "no-clean" in results[(cpu, "wasmtime48", "one")]["t"]["findings"])
+               for cpu in ("max", "cortex-a53", "a64fx")]
     r = results[("max", "wasmtime48", "one")]["t"]
     checks.append(("wasmtime 48's 64-byte stride skips every other 32-byte line (max)",
                    r["no_ic"] > 0 and r["with_ic"] > 0))
@@ -327,14 +325,13 @@ def peers(args):
         for impl in ("clear-cache", "dynasmrt", "libgcc"):
             checks.append((f"{impl} makes no cross-thread flush: flagged with two threads ({cpu})",
                            flagged(cpu, impl, "two")))
-    for sc in SCENARIOS:
-        checks.append((f"libgcc is flagged on riscv64 ({sc})", flagged("rv64", "libgcc", sc)))
+    checks += [(f"libgcc is flagged on riscv64 ({sc})", flagged("rv64", "libgcc", sc))
+               for sc in SCENARIOS]
     # RISC-V, two threads: flags 1 (this hart only) or no flush at all is flagged; clear-cache
     # passes flags 0 (every hart), so, like icache, it is not (issue 8 expected otherwise:
     # BENCHMARKS.md says why).
-    for impl in ("wasmtime34", "wasmtime48", "wasmtime50", "dynasmrt", "libgcc", "none"):
-        checks.append((f"{impl} is flagged with two threads on riscv64",
-                       flagged("rv64", impl, "two")))
+    checks += [(f"{impl} is flagged with two threads on riscv64", flagged("rv64", impl, "two"))
+               for impl in ("wasmtime34", "wasmtime48", "wasmtime50", "dynasmrt", "libgcc", "none")]
     checks.append(("clear-cache (flags 0) has no finding with two threads on riscv64",
                    clean("rv64", "clear-cache", "two")))
     passed = sum(1 for _, ok in checks if ok)
