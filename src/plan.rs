@@ -234,12 +234,7 @@ impl CachedCtr {
             return None;
         }
         let log2 = ((self.0 & Self::LOG2_MASK) >> Self::LOG2_SHIFT) as u32;
-        let first_index = span.start.wrapping_shr(log2);
-        Some(LineWalk {
-            first: first_index.wrapping_shl(log2),
-            more: span.last.wrapping_shr(log2).wrapping_sub(first_index),
-            line_log2: log2,
-        })
+        Some(LineWalk::of_lines(span, log2))
     }
 
     /// The smaller line size in bytes, 0 before the register was read.
@@ -598,11 +593,17 @@ impl LineWalk {
     /// ```
     #[inline(always)]
     pub const fn new(span: Span, line_log2: u32) -> Self {
-        let line_log2 = clamp_line_log2(line_log2);
-        let first_index = span.start >> line_log2;
+        Self::of_lines(span, clamp_line_log2(line_log2))
+    }
+
+    /// [`new`](Self::new) without the clamp, for a size already known to be valid
+    /// ([`CachedCtr`]'s packed one). Wrapping shifts: never a panic, whatever `line_log2` is.
+    #[inline(always)]
+    const fn of_lines(span: Span, line_log2: u32) -> Self {
+        let first_index = span.start.wrapping_shr(line_log2);
         LineWalk {
-            first: first_index << line_log2,
-            more: (span.last >> line_log2) - first_index,
+            first: first_index.wrapping_shl(line_log2),
+            more: span.last.wrapping_shr(line_log2).wrapping_sub(first_index),
             line_log2,
         }
     }
